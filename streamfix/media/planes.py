@@ -1,0 +1,40 @@
+"""YUV planes of PyAV frames <-> numpy arrays, for 8-bit and 10/12/16-bit formats.
+
+Decoders pad each row to `line_size` bytes; these helpers cut the padding off when
+reading and respect it when writing.
+"""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+
+
+def plane_dtype(frame: av.VideoFrame) -> np.dtype:
+    """uint8 for 8-bit formats, little-endian uint16 for deeper ones."""
+    depth = max(c.bits for c in frame.format.components)
+    return np.dtype(np.uint8) if depth <= 8 else np.dtype("<u2")
+
+
+def bit_depth(frame: av.VideoFrame) -> int:
+    return max(c.bits for c in frame.format.components)
+
+
+def plane_to_array(frame: av.VideoFrame, index: int) -> np.ndarray:
+    """Plane `index` of `frame` as a (height, width) array, padding removed."""
+    plane = frame.planes[index]
+    dtype = plane_dtype(frame)
+    row = plane.line_size // dtype.itemsize
+    data = np.frombuffer(plane, dtype=dtype)
+    return data.reshape(-1, row)[: plane.height, : plane.width].copy()
+
+
+def array_to_plane(frame: av.VideoFrame, index: int, values: np.ndarray) -> None:
+    """Write a (height, width) array into plane `index` of `frame` in place."""
+    plane = frame.planes[index]
+    dtype = plane_dtype(frame)
+    if values.shape != (plane.height, plane.width):
+        raise ValueError(f"plane {index}: expected {(plane.height, plane.width)}, got {values.shape}")
+    row = plane.line_size // dtype.itemsize
+    view = np.frombuffer(plane, dtype=dtype).reshape(-1, row)
+    view[: plane.height, : plane.width] = values.astype(dtype, copy=False)

@@ -1,0 +1,82 @@
+"""From a decoded plane (+ what the bitstream says about its quality) to the model's
+input, and from the model's output back to a plane.
+
+This is the one place that knows how each kind of model wants its input, so the
+pipeline, the evaluation and the Python API all feed models the same way:
+
+- "none": the plane alone, scaled to [0, 1].
+- "jpeg_quality": the plane + a constant plane of quality / 100 (quality from the
+  JPEG's quantization tables).
+- "qp": the plane + the decoder's per-macroblock QP / 51, upsampled to pixels
+  (H.264 exports it). For decoders that export no QP (HEVC, ...) the caller may pass
+  an estimated frame QP; without one the frame is not restored (see `needs_restoring`).
+
+High bit depths are mapped to the same [0, 1] range (value / (2^bits - 1)); the
+models are trained on 8-bit data, and the artifacts scale with the range.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .media.qp import qp_map_to_pixels
+from .models import JPEG_QUALITY_SCALE, QP_SCALE, ModelInfo
+
+# Below this mean QP a frame is close to lossless: x264 CRF 18 gives mean QPs of
+# about 20-24 on typical content, and a restoration model can only lose there.
+# Frames under it pass through untouched (which also saves the compute).
+CLEAN_QP = 20.0
+
+
+class MissingStrength(ValueError):
+    """A conditioned model was asked to run without its conditioning value."""
+
+
+def plane_to_unit(plane: np.ndarray, bits: int = 8) -> np.ndarray:
+    return plane.astype(np.float32) / float((1 << bits) - 1)
+
+
+def unit_to_plane(values: np.ndarray, bits: int = 8) -> np.ndarray:
+    peak = (1 << bits) - 1
+    out = np.rint(np.clip(values, 0.0, 1.0) * peak)
+    return out.astype(np.uint8 if bits <= 8 else np.uint16)
+
+
+def condition_plane(info: ModelInfo, height: int, width: int, *, qp_map: np.ndarray | None = None,
+                    frame_qp: float | None = None, jpeg_quality: int | None = None) -> np.ndarray | None:
+    """The extra input plane for `info`'s conditioning (None for blind models)."""
+    kind = info.conditioning
+    if kind == "none":
+        return None
+    if kind == "jpeg_quality":
+        if jpeg_quality is None:
+            raise MissingStrength(f"model {info.name} needs the JPEG quality of its input")
+        return np.full((height, width), jpeg_quality / JPEG_QUALITY_SCALE, np.float32)
+    if kind == "qp":
+        if qp_map is not None:
+            return qp_map_to_pixels(qp_map, height, width) / QP_SCALE
+        if frame_qp is not None:
+            return np.full((height, width), frame_qp / QP_SCALE, np.float32)
+        raise MissingStrength(f"model {info.name} needs a QP map (H.264) or an estimated QP")
+    raise ValueError(f"unknown conditioning {kind!r}")
+
+
+def model_input(info: ModelInfo, plane: np.ndarray, bits: int = 8, **strength) -> np.ndarray:
+    """(1 + cond) x H x W float32 input for one plane."""
+    cond = condition_plane(info, *plane.shape, **strength)
+    planes = [plane_to_unit(plane, bits)]
+    if cond is not None:
+        planes.append(cond)
+    return np.stack(planes)
+
+
+def needs_restoring(info: ModelInfo, *, qp_map: np.ndarray | None = None, frame_qp: float | None = None) -> bool:
+    """False for frames a QP-conditioned model should leave alone: near-lossless ones,
+    and ones whose strength is unknown (restoring blind could destroy clean video)."""
+    if info.conditioning != "qp":
+        return True
+    if qp_map is not None:
+        return float(np.mean(qp_map)) >= CLEAN_QP
+    if frame_qp is not None:
+        return frame_qp >= CLEAN_QP
+    return False

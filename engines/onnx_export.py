@@ -21,6 +21,7 @@ the same operators.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import warnings
@@ -32,6 +33,9 @@ from torch import nn
 
 from streamfix.model import CARDRN, fold_batchnorm
 
+# Bump when the graph this module writes changes, so cached files from older code
+# are not reused.
+EXPORT_VERSION = 1
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 # Sample size used only for tracing; every axis that can vary is
@@ -120,3 +124,50 @@ def onnx_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """Per-user cache of generated files: $XDG_CACHE_HOME/streamfix or ~/.cache/streamfix."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "streamfix"
+
+
+def model_sha256(model: CARDRN) -> str:
+    """Hex sha256 of a model's architecture and BN-folded parameters.
+
+    This is the cache key of exported graphs. It hashes what gets exported rather
+    than the weights file the model came from, so a model changed in memory or
+    built without a file never picks up a stale graph, while reloading the same
+    file gives the same key.
+    """
+    folded = fold_batchnorm(model)
+    digest = hashlib.sha256(json.dumps(folded.args.to_dict(), sort_keys=True).encode())
+    for key, tensor in sorted(folded.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def cached_onnx(model: CARDRN, name: str, cache_dir: Path, *, fp16: bool = False, opset: int = 17) -> Path:
+    """The ONNX graph of `model` in `cache_dir`, exported on first use.
+
+    The file name says what the graph is (model name, hash, precision, opset). A
+    cached file that does not load as a valid graph (e.g. a disk filled up while
+    another program wrote it) is exported again. Two processes exporting at once
+    each write their own temporary file and rename it: the loser's rename replaces
+    an identical file, so no lock is needed.
+    """
+    precision = "fp16" if fp16 else "fp32"
+    safe_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "model"
+    path = Path(cache_dir) / f"{safe_name}-{model_sha256(model)[:16]}-{precision}-opset{opset}-v{EXPORT_VERSION}.onnx"
+    if path.is_file() and _is_valid_graph(path):
+        return path
+    return export_onnx(model, path, fp16=fp16, opset=opset)
+
+
+def _is_valid_graph(path: Path) -> bool:
+    try:
+        onnx.checker.check_model(onnx.load(str(path)))
+    except Exception:  # protobuf and checker raise many types; any of them means "redo"
+        return False
+    return True

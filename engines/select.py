@@ -1,0 +1,188 @@
+"""Choosing an engine: a table lookup, with one logged reason for every backend skipped.
+
+Each backend module named in `BACKENDS` provides, by the names given in its row:
+
+    <Config>                  frozen dataclass of its options; `device` and `max_batch`
+                              fields, when it has them, are filled in by `choose()`
+    check_available(config)   returns None, or raises EngineUnavailable with a
+                              one-line reason that says what to install or change
+    <Engine>(model, info, config)
+                              a not-yet-entered Engine (see base.py)
+
+Backend modules import their heavy packages (onnxruntime, tensorrt, pycuda) inside
+functions, so a missing package becomes a reason here instead of an ImportError
+when streamfix starts. A module that cannot be imported at all is reported the same
+way, with the row's install hint.
+
+`engine="auto"` tries tensorrt, then onnxruntime, then torch. TensorRT needs an
+NVIDIA GPU, so on a CPU machine the order is effectively onnxruntime > torch, and
+the one line saying why TensorRT is not used is still logged: users on a GPU
+machine with a broken install need to see it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from streamfix.config import ConfigError, from_dict
+from streamfix.errors import OptionError
+from streamfix.model import CARDRN
+from streamfix.models import ModelInfo
+
+from .base import Engine, EngineUnavailable, Fallback
+from .tiling import TiledEngine, TilingConfig, receptive_radius
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    module: str  # import path of the backend's module
+    config_class: str  # names inside that module
+    engine_class: str
+    install_hint: str  # what to run when the module cannot be imported
+
+
+BACKENDS: dict[str, Backend] = {
+    "tensorrt": Backend(
+        "streamfix.engines.tensorrt_engine", "TensorRTConfig", "TensorRTEngine",
+        'pip install "streamfix[tensorrt]" on a machine with an NVIDIA GPU',
+    ),
+    "onnxruntime": Backend(
+        "streamfix.engines.onnxruntime_engine", "OnnxRuntimeConfig", "OnnxRuntimeEngine",
+        "pip install onnxruntime (or onnxruntime-gpu)",
+    ),
+    "torch": Backend(
+        "streamfix.engines.torch_engine", "TorchConfig", "TorchEngine",
+        "pip install torch",
+    ),
+}
+AUTO_ORDER = ("tensorrt", "onnxruntime", "torch")
+ENGINE_NAMES = ("auto", *BACKENDS)
+
+
+def resolve_device(device: str) -> str:
+    """"auto" -> "cuda" when PyTorch sees an NVIDIA GPU, else "cpu"; checks the name."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    kind, _, index = device.partition(":")
+    if device == "cpu" or (kind == "cuda" and (not index or index.isdigit())):
+        return device
+    raise OptionError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
+
+
+def _one_line(message: str) -> str:
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    return lines[0] if lines else "no reason given"
+
+
+def _module(name: str):
+    row = BACKENDS[name]
+    try:
+        return importlib.import_module(row.module)
+    except ImportError as exc:
+        raise EngineUnavailable(f"cannot import {row.module} ({exc}); {row.install_hint}") from None
+
+
+def engine_config(name: str, data: Mapping[str, Any] | None = None, where: str = "engine") -> Any:
+    """The config dataclass of backend `name`, from YAML-style `data` (strictly)."""
+    if name not in BACKENDS:
+        raise ConfigError(f"{where}: unknown engine {name!r} (known: {', '.join(BACKENDS)})")
+    try:
+        module = _module(name)
+    except EngineUnavailable as exc:
+        raise ConfigError(f"{where}: engine {name} cannot be configured here: {exc}") from None
+    return from_dict(getattr(module, BACKENDS[name].config_class), dict(data or {}), where)
+
+
+def _prepared_config(name: str, given: Any, device: str, max_batch: int) -> Any:
+    """`given` (or the defaults) with the device and batch that `choose()` was asked for.
+
+    A config that names a device of its own keeps it unless the caller named one.
+    """
+    config = given if given is not None else engine_config(name)
+    fields = {f.name for f in dataclasses.fields(config)}
+    changes: dict[str, Any] = {}
+    if "device" in fields and (getattr(config, "device") == "auto" or device != "auto"):
+        changes["device"] = device
+    if "max_batch" in fields:
+        changes["max_batch"] = max_batch
+    return dataclasses.replace(config, **changes)
+
+
+def _build(name: str, model: CARDRN, info: ModelInfo, device: str, max_batch: int, config: Any) -> Engine:
+    module = _module(name)
+    row = BACKENDS[name]
+    config = _prepared_config(name, config, device, max_batch)
+    module.check_available(config)
+    return getattr(module, row.engine_class)(model, info, config)
+
+
+def choose(
+    model: CARDRN,
+    info: ModelInfo,
+    *,
+    engine: str = "auto",
+    device: str = "auto",
+    max_batch: int = 8,
+    tile: int = 0,
+    log: Callable[[str], Any] = print,
+    configs: Mapping[str, Any] | None = None,
+    tiling: TilingConfig = TilingConfig(),
+) -> tuple[Engine, list[Fallback]]:
+    """A not-yet-entered engine for `model`, and the backends skipped on the way.
+
+    `engine` is "auto" or a name in BACKENDS; an explicitly named engine that cannot
+    run here is an OptionError with the reason, never a silent substitute.
+    `configs` maps engine names to their config dataclasses (see `engine_config`).
+    `tile` > 0 cuts frames into tiles of that side; 0 tiles only frames over
+    `tiling.max_pixels`. The result always honours any batch size up to `max_batch`
+    and any frame size.
+    """
+    if engine not in ENGINE_NAMES:
+        raise OptionError(f"unknown engine {engine!r}: use one of {', '.join(ENGINE_NAMES)}")
+    if max_batch < 1:
+        raise OptionError(f"the batch size must be at least 1, got {max_batch}")
+    if tile < 0:
+        raise OptionError(f"the tile size must be 0 (automatic) or positive, got {tile}")
+    if device != "auto":
+        device = resolve_device(device)
+    elif engine == "auto":
+        device = resolve_device("auto")
+    configs = configs or {}
+    fallbacks: list[Fallback] = []
+    for name in (AUTO_ORDER if engine == "auto" else (engine,)):
+        try:
+            chosen = _build(name, model, info, device, max_batch, configs.get(name))
+        except EngineUnavailable as exc:
+            reason = _one_line(str(exc))
+            if engine != "auto":
+                raise OptionError(f"engine {name} cannot be used: {reason}") from exc
+            fallback = Fallback(name, reason)
+            log(str(fallback))
+            fallbacks.append(fallback)
+            continue
+        margin = max(tiling.margin, receptive_radius(model))
+        wrapped = TiledEngine(chosen, tile or tiling.tile, margin, max_pixels=tiling.max_pixels,
+                              auto_tile=tiling.auto_tile, max_batch=max_batch)
+        return wrapped, fallbacks
+    reasons = "; ".join(f"{f.engine}: {f.reason}" for f in fallbacks)
+    raise OptionError(f"no engine can run on {device}: {reasons}")
+
+
+def describe_engines(device: str = "auto") -> list[tuple[str, bool, str]]:
+    """(name, usable, why or why not) for each backend, in `auto` order, for `streamfix info`."""
+    device = resolve_device(device)
+    rows = []
+    for name in AUTO_ORDER:
+        try:
+            module = _module(name)
+            module.check_available(_prepared_config(name, None, device, 1))
+        except EngineUnavailable as exc:
+            rows.append((name, False, _one_line(str(exc))))
+        else:
+            rows.append((name, True, f"usable on {device}"))
+    return rows

@@ -1,0 +1,138 @@
+"""choose(): which backend runs, and exactly one reason per backend it skipped."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from streamfix.engines import select
+from streamfix.engines.onnxruntime_engine import OnnxRuntimeConfig
+from streamfix.engines.select import Backend, choose, describe_engines
+from streamfix.engines.tiling import TiledEngine, TilingConfig
+from streamfix.engines.torch_engine import TorchConfig
+from streamfix.errors import OptionError
+from streamfix.models import load_model
+
+torch.set_num_threads(1)
+needs_cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="describes a machine without a GPU")
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return load_model("video-x264-qp")
+
+
+@pytest.fixture
+def configs(tmp_path):
+    return {
+        "onnxruntime": OnnxRuntimeConfig(threads=1, cache_dir=tmp_path),
+        "torch": TorchConfig(threads=1),
+    }
+
+
+def break_backend(monkeypatch, name: str) -> None:
+    """Make `name`'s module fail to import, as when its package is not installed."""
+    row = select.BACKENDS[name]
+    broken = Backend(f"streamfix.engines.not_installed_{name}", row.config_class, row.engine_class, row.install_hint)
+    monkeypatch.setitem(select.BACKENDS, name, broken)
+
+
+@needs_cpu_only
+def test_auto_picks_onnxruntime_on_a_cpu(bundled, configs):
+    model, info = bundled
+    lines: list[str] = []
+    engine, fallbacks = choose(model, info, log=lines.append, configs=configs)
+    assert (engine.name, engine.device) == ("onnxruntime", "cpu")
+    assert [f.engine for f in fallbacks] == ["tensorrt"]
+    assert lines == [str(fallbacks[0])]
+    assert lines[0].startswith("engine tensorrt not used: ") and "\n" not in lines[0]
+    x = np.random.default_rng(0).random((2, 2, 24, 31), dtype=np.float32)
+    with engine:
+        assert engine.infer(x).shape == (2, 1, 24, 31)
+
+
+@needs_cpu_only
+def test_requesting_tensorrt_here_gives_the_reason_in_one_line(bundled):
+    model, info = bundled
+    lines: list[str] = []
+    with pytest.raises(OptionError) as err:
+        choose(model, info, engine="tensorrt", log=lines.append)
+    message = str(err.value)
+    assert message.startswith("engine tensorrt cannot be used: ") and "\n" not in message
+    assert lines == [], "an explicit request is an error, not a logged fallback"
+
+
+def test_missing_onnxruntime_falls_back_to_torch_with_one_line_each(monkeypatch, bundled, configs):
+    break_backend(monkeypatch, "tensorrt")
+    break_backend(monkeypatch, "onnxruntime")
+    model, info = bundled
+    lines: list[str] = []
+    engine, fallbacks = choose(model, info, device="cpu", log=lines.append, configs=configs)
+    assert engine.name == "torch"
+    assert [f.engine for f in fallbacks] == ["tensorrt", "onnxruntime"]
+    assert lines == [str(f) for f in fallbacks]
+    assert "not_installed_onnxruntime" in lines[1] and "pip install onnxruntime" in lines[1]
+    assert all("\n" not in line for line in lines)
+
+
+def test_missing_package_inside_a_backend_is_a_reason(monkeypatch, bundled, configs):
+    """The module imports fine but its package (onnxruntime) does not."""
+    monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)
+    break_backend(monkeypatch, "tensorrt")
+    model, info = bundled
+    lines: list[str] = []
+    engine, _ = choose(model, info, device="cpu", log=lines.append, configs=configs)
+    assert engine.name == "torch"
+    assert lines[1].startswith("engine onnxruntime not used: the onnxruntime package cannot be imported")
+
+
+def test_no_usable_engine_is_an_option_error(monkeypatch, bundled):
+    for name in select.BACKENDS:
+        break_backend(monkeypatch, name)
+    model, info = bundled
+    with pytest.raises(OptionError, match="no engine can run on cpu: tensorrt: .*; onnxruntime: .*; torch: "):
+        choose(model, info, device="cpu", log=lambda line: None)
+
+
+def test_explicit_engine_has_no_fallbacks(bundled, configs):
+    model, info = bundled
+    lines: list[str] = []
+    engine, fallbacks = choose(model, info, engine="torch", device="cpu", log=lines.append, configs=configs)
+    assert engine.name == "torch" and fallbacks == [] and lines == []
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"engine": "openvino"}, "unknown engine 'openvino'"),
+    ({"device": "gpu"}, "unknown device 'gpu'"),
+    ({"max_batch": 0}, "batch size must be at least 1"),
+    ({"tile": -8}, "tile size"),
+])
+def test_bad_options_are_option_errors(bundled, kwargs, match):
+    model, info = bundled
+    with pytest.raises(OptionError, match=match):
+        choose(model, info, log=lambda line: None, **kwargs)
+
+
+def test_choose_fills_in_batch_and_device_and_keeps_user_options(bundled, configs):
+    model, info = bundled
+    engine, _ = choose(model, info, engine="onnxruntime", device="cpu", max_batch=3, configs=configs)
+    assert isinstance(engine, TiledEngine) and engine.max_batch == 3
+    assert engine.inner.config.max_batch == 3 and engine.inner.config.device == "cpu"
+    assert engine.inner.config.threads == 1
+
+
+def test_tiling_margin_never_drops_below_the_receptive_field(bundled, configs):
+    model, info = bundled
+    engine, _ = choose(model, info, engine="torch", device="cpu", tile=64, configs=configs,
+                       tiling=TilingConfig(margin=4))
+    assert engine.tile == 64 and engine.margin == 14
+
+
+@needs_cpu_only
+def test_describe_engines_for_info():
+    rows = describe_engines()
+    assert [name for name, _, _ in rows] == ["tensorrt", "onnxruntime", "torch"]
+    usable = {name: ok for name, ok, _ in rows}
+    assert usable == {"tensorrt": False, "onnxruntime": True, "torch": True}
+    assert all(why and "\n" not in why for _, _, why in rows)

@@ -1,0 +1,444 @@
+"""`streamfix run`: decode -> batch -> process -> encode, as threads joined by bounded queues.
+
+    reader --(decoded)--> batcher --(batches)--> stages --(processed)--> writer
+    decode thread         batch thread           process thread         encode thread
+
+Why threads: decoding and encoding release the GIL inside FFmpeg and inference
+releases it inside the engine, so the three overlap and the slowest one sets the
+pace. Why bounded queues: a fast decoder would otherwise read a two-hour film into
+memory while the model works on minute one. Every queue operation uses a timeout
+inside a loop that watches the stop events, so no thread can block forever.
+
+Copied streams (audio, subtitles) travel in the same queues as the frames, inside the
+batch they were demuxed next to, so the writer receives everything in demux order
+and the muxer's interleaving stays what the input had.
+
+Ending:
+- Normal end: the decode thread sends END; each thread forwards it; the main thread
+  finishes the output (flushes the encoder, renames `.partial` to the target).
+- An exception in any thread sets `stop`: every thread returns, the output is aborted
+  (closed playable but left under its `.partial` name) and the caller gets a
+  PipelineError naming the stage, the frame index and the partial file, with the
+  original exception as `__cause__`.
+- Ctrl-C (KeyboardInterrupt in the caller, or raised by a stage) sets `drain`: decoding
+  stops, the process thread finishes the batch in hand and sends END, the encoder
+  writes everything already processed, and the output is finished under its real
+  name. The caller gets PipelineInterrupted (a KeyboardInterrupt) with the result.
+  A second Ctrl-C stops at once and keeps what was written.
+
+Live use (pipes, URLs) needs no other structure: `deadline_ms` gives every batch a
+deadline counted from its first frame's arrival, and stages may pass frames through
+when a batch starts too late.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+
+from .batching import Batch, Batcher
+from .errors import StreamfixError
+from .media.reader import DecodedFrame, MediaReader
+from .media.writer import MediaWriter, check_writable
+from .progress import Progress, make_progress
+from .restore import Restorer
+from .run_config import RunConfig, engine_configs
+from .stages import BatchContext, build_stages
+
+POLL_S = 0.1  # how often a waiting thread looks at the stop events
+END = object()  # end of stream, forwarded from thread to thread
+
+
+class PipelineError(StreamfixError):
+    """A stage failed. For user errors (bad input, ...) the message is the original one-line
+    message; for anything else it names the stage, frame and exception. Either way it
+    names the incomplete output, if one was started. The original is `__cause__`."""
+
+    def __init__(self, message: str, *, stage: str, index: int | None, partial: Path | None) -> None:
+        super().__init__(message)
+        self.stage, self.index, self.partial = stage, index, partial
+
+    @property
+    def user_error(self) -> bool:
+        return isinstance(self.__cause__, StreamfixError)
+
+
+@dataclass(slots=True)
+class RunResult:
+    """What a run did; `to_dict()` is the `--stats` JSON."""
+
+    input: str
+    output: str
+    frames_in: int = 0
+    frames_out: int = 0
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    interrupted: bool = False
+
+    @property
+    def fps(self) -> float:
+        return self.frames_out / self.seconds if self.seconds > 0 else 0.0
+
+    def _restore(self, key: str, default: Any) -> Any:
+        return self.stage_stats.get("restore", {}).get(key, default)
+
+    @property
+    def restored(self) -> int:
+        return self._restore("restored", 0)
+
+    @property
+    def passed_through(self) -> int:
+        return self._restore("passed_through", 0)
+
+    @property
+    def engine(self) -> str | None:
+        return self._restore("engine", None)
+
+    @property
+    def fallbacks(self) -> list[str]:
+        return self._restore("fallbacks", [])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input": self.input, "output": self.output, "frames_in": self.frames_in,
+            "frames_out": self.frames_out, "restored": self.restored,
+            "passed_through": self.passed_through, "seconds": round(self.seconds, 3),
+            "fps": round(self.fps, 3), "engine": self.engine, "fallbacks": self.fallbacks,
+            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+            "stages": self.stage_stats, "interrupted": self.interrupted,
+        }
+
+
+class PipelineInterrupted(KeyboardInterrupt):
+    """Ctrl-C: the output was finished with the frames processed so far (`result`)."""
+
+    def __init__(self, result: RunResult) -> None:
+        super().__init__(f"interrupted: {result.output} holds {result.frames_out} frames")
+        self.result = result
+
+
+class _Stopped(Exception):
+    """Raised inside a thread when it must return because another one asked it to."""
+
+
+@dataclass(slots=True)
+class _OutputStart:
+    video: Any  # the VideoInfo the stages produce: what the writer encodes
+
+
+@dataclass(slots=True)
+class _Failure:
+    stage: str
+    index: int | None
+    error: BaseException
+
+
+class _Worker:
+    """One pipeline thread: runs `body(self)`, and records where it was if it fails."""
+
+    def __init__(self, name: str, body: Callable[["_Worker"], None], control: "_Control") -> None:
+        self.name = name  # the stage running now (the process thread names each stage)
+        self.index: int | None = None  # the frame being worked on
+        self.busy_s: dict[str, float] = {}
+        self._body, self._control = body, control
+        self.thread = threading.Thread(target=self._main, name=f"streamfix-{name}", daemon=True)
+
+    def _main(self) -> None:
+        try:
+            self._body(self)
+        except _Stopped:
+            pass
+        except KeyboardInterrupt:
+            self._control.drain.set()
+        except BaseException as exc:  # noqa: BLE001 - every failure must reach the caller
+            self._control.fail(_Failure(self.name, self.index, exc))
+
+    def timed(self, label: str, start: float) -> None:
+        self.busy_s[label] = self.busy_s.get(label, 0.0) + time.perf_counter() - start
+
+
+class _Control:
+    """Stop events and the first failure, shared by all threads."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()  # error or second Ctrl-C: every thread returns now
+        self.drain = threading.Event()  # Ctrl-C: stop reading, write what is processed
+        self.failure: _Failure | None = None
+        self._lock = threading.Lock()
+
+    def fail(self, failure: _Failure) -> None:
+        with self._lock:
+            if self.failure is None:
+                self.failure = failure
+        self.stop.set()
+
+    def put(self, q: queue.Queue, item: Any, *, drain_stops: bool = False) -> None:
+        while True:
+            if self.stop.is_set() or (drain_stops and self.drain.is_set()):
+                raise _Stopped
+            try:
+                q.put(item, timeout=POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    def get(self, q: queue.Queue, *, drain_stops: bool = False, timeout: float | None = None) -> Any:
+        """The next item; raises queue.Empty after `timeout` (None: wait for one)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.stop.is_set() or (drain_stops and self.drain.is_set()):
+                raise _Stopped
+            wait = POLL_S if deadline is None else min(POLL_S, max(0.0, deadline - time.monotonic()))
+            try:
+                return q.get(timeout=wait)
+            except queue.Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+
+class Pipeline:
+    """One run from `source` to `target`. `run()` once; `interrupt()` from any thread
+    ends it early the way Ctrl-C does.
+
+    `stages` replaces the config's stage list with ready-made stage objects (an
+    embedder's own); `progress` replaces the bar/lines reporter; `log` receives
+    the one-line messages (engine choice, fallbacks) instead of the reporter.
+    """
+
+    def __init__(self, source: str | Path, target: str | Path, config: RunConfig | None = None, *,
+                 stages: list[Any] | None = None, quiet: bool = False, progress: Progress | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.source, self.target = source, Path(target)
+        self.config = config or RunConfig()
+        self._stages = stages
+        self._quiet, self._progress, self._log = quiet, progress, log
+        self._emit: Callable[[str], None] = log or print
+        self._control = _Control()
+        self._writer: MediaWriter | None = None
+        self._frames_in = 0
+
+    def interrupt(self) -> None:
+        self._control.drain.set()
+
+    def _make_restorer(self) -> Restorer:
+        c = self.config
+        return Restorer(c.model, engine=c.engine, device=c.device, batch=c.batch, tile=c.tile,
+                        chroma=c.chroma, jpeg_quality=c.jpeg_quality, engine_configs=engine_configs(c),
+                        log=lambda message: self._emit(message))
+
+    def run(self) -> RunResult:
+        """Restore the whole input. Raises InputError/OutputError/OptionError before any
+        thread starts, PipelineError when a stage fails, PipelineInterrupted on Ctrl-C."""
+        stages = self._stages if self._stages is not None else build_stages(self.config.stages, self._make_restorer)
+        check_writable(self.target, self.source)
+        start = time.perf_counter()
+        with MediaReader(self.source) as reader:
+            progress = self._progress or make_progress(self.config.progress, reader.video.frame_count,
+                                                       quiet=self._quiet)
+            self._emit = self._log or progress.log
+            try:
+                workers = self._start(reader, stages, progress)
+                interrupted = self._wait(workers)
+            finally:
+                progress.close()
+            return self._conclude(workers, stages, interrupted, time.perf_counter() - start)
+
+    # --- threads ----------------------------------------------------------------
+
+    def _start(self, reader: MediaReader, stages: list[Any], progress: Progress) -> list[_Worker]:
+        sizes = self.config.queues
+        decoded, batches, processed = (queue.Queue(n) for n in (sizes.decoded, sizes.batches, sizes.processed))
+        workers = [
+            _Worker("decode", lambda w: self._decode(w, reader.items(), decoded), self._control),
+            _Worker("batch", lambda w: self._batch(w, decoded, batches), self._control),
+            _Worker("process", lambda w: self._process(w, reader.video, stages, batches, processed),
+                    self._control),
+            _Worker("encode", lambda w: self._encode(w, reader.copy_streams, processed, progress),
+                    self._control),
+        ]
+        for worker in workers:
+            worker.thread.start()
+        return workers
+
+    def _decode(self, worker: _Worker, items: Iterator[Any], out: queue.Queue) -> None:
+        while True:
+            start = time.perf_counter()
+            item = next(items, END)
+            worker.timed("decode", start)
+            if item is END:
+                break
+            if isinstance(item, DecodedFrame):
+                worker.index = item.index
+                self._frames_in += 1
+            self._control.put(out, item, drain_stops=True)
+        self._control.put(out, END, drain_stops=True)
+
+    def _batch(self, worker: _Worker, inp: queue.Queue, out: queue.Queue) -> None:
+        batcher = Batcher(self.config.batch, self.config.batch_timeout_ms / 1000.0)
+        while True:
+            try:
+                item = self._control.get(inp, drain_stops=True, timeout=batcher.wait_s())
+            except queue.Empty:
+                ready = batcher.due()
+            else:
+                if item is END:
+                    for batch in batcher.flush():
+                        self._control.put(out, batch, drain_stops=True)
+                    self._control.put(out, END, drain_stops=True)
+                    return
+                if isinstance(item, DecodedFrame):
+                    worker.index = item.index
+                    frame = item.frame
+                    ready = batcher.add_frame(item, (frame.width, frame.height, frame.format.name))
+                else:
+                    ready = batcher.add_other(item)
+            for batch in ready:
+                self._control.put(out, batch, drain_stops=True)
+
+    def _process(self, worker: _Worker, video: Any, stages: list[Any], inp: queue.Queue,
+                 out: queue.Queue) -> None:
+        # Stages open, run and close on this one thread: engines may hold thread-bound
+        # state (CUDA contexts).
+        opened: list[Any] = []
+        try:
+            for stage in stages:
+                worker.name = stage.name
+                video = stage.open(video)
+                opened.append(stage)
+            worker.name = "process"
+            self._control.put(out, _OutputStart(video))
+            while True:
+                try:
+                    batch = self._control.get(inp, drain_stops=True)
+                except _Stopped:
+                    if self._control.stop.is_set():
+                        raise
+                    break  # Ctrl-C: what was processed so far ends the output
+                if batch is END:
+                    break
+                self._control.put(out, self._run_stages(worker, stages, batch))
+            self._control.put(out, END)
+        finally:
+            for stage in reversed(opened):
+                try:
+                    stage.close()
+                except Exception as exc:  # noqa: BLE001 - reported like any stage failure
+                    self._control.fail(_Failure(stage.name, None, exc))
+
+    def _run_stages(self, worker: _Worker, stages: list[Any], batch: Batch) -> list[Any]:
+        if not batch.frames:
+            return batch.entries
+        worker.index = batch.frames[0].index
+        deadline_s = self.config.deadline_ms / 1000.0
+        context = BatchContext(batch.frames, batch.started + deadline_s if deadline_s > 0 else None)
+        frames = [decoded.frame for decoded in batch.frames]
+        for stage in stages:
+            worker.name = stage.name
+            start = time.perf_counter()
+            frames = stage.process(frames, context)
+            worker.timed(stage.name, start)
+            if len(frames) != len(batch.frames):
+                raise RuntimeError(f"stage {stage.name!r} returned {len(frames)} frames for "
+                                   f"{len(batch.frames)}; a stage must return one frame per input frame")
+        worker.name = "process"
+        return batch.with_frames(frames)
+
+    def _encode(self, worker: _Worker, copy_streams: list[Any], inp: queue.Queue, progress: Progress) -> None:
+        start = self._control.get(inp)
+        if start is END:
+            return
+        self._writer = MediaWriter(self.target, start.video, copy_streams, self.config.encode,
+                                   log=lambda message: self._emit(message))
+        while True:
+            entries = self._control.get(inp)
+            if entries is END:
+                return
+            begin = time.perf_counter()
+            for entry in entries:
+                if isinstance(entry, av.VideoFrame):
+                    worker.index = self._writer.frames_written
+                    self._writer.write_frame(entry)
+                    progress.update(1)
+                else:
+                    self._writer.write_packet(entry)
+            worker.timed("encode", begin)
+
+    def _wait(self, workers: list[_Worker]) -> bool:
+        """Join every thread; Ctrl-C here drains, a second one stops. True if interrupted."""
+        while True:
+            try:
+                for worker in workers:
+                    while worker.thread.is_alive():
+                        worker.thread.join(POLL_S)
+                return self._control.drain.is_set()
+            except KeyboardInterrupt:
+                if self._control.drain.is_set():
+                    self._control.stop.set()
+                self._control.drain.set()
+
+    # --- the end ----------------------------------------------------------------
+
+    def _conclude(self, workers: list[_Worker], stages: list[Any], interrupted: bool, seconds: float) -> RunResult:
+        failure, writer = self._control.failure, self._writer
+        if failure is None and interrupted and writer is not None and writer.frames_written == 0:
+            self._abort()  # nothing to keep: no file under the target's name
+            writer = None
+        if failure is None and writer is not None:
+            try:
+                start = time.perf_counter()
+                writer.finish()
+                workers[-1].timed("encode", start)
+            except Exception as exc:  # noqa: BLE001 - becomes a PipelineError below
+                failure = _Failure("encode", writer.frames_written, exc)
+        if failure is not None:
+            raise self._error(failure, self._abort()) from failure.error
+        result = RunResult(input=str(self.source), output=str(self.target), frames_in=self._frames_in,
+                           frames_out=writer.frames_written if writer else 0, seconds=seconds,
+                           interrupted=interrupted)
+        for worker in workers:
+            for label, busy in worker.busy_s.items():
+                result.stage_seconds[label] = result.stage_seconds.get(label, 0.0) + busy
+        for stage in stages:
+            stats = getattr(stage, "stats", None)
+            if callable(stats):
+                result.stage_stats[stage.name] = stats()
+        if interrupted:
+            raise PipelineInterrupted(result)
+        return result
+
+    def _abort(self) -> Path | None:
+        if self._writer is None:
+            return None
+        try:
+            return self._writer.abort()
+        except Exception:  # noqa: BLE001 - the original failure matters more
+            return None
+
+    @staticmethod
+    def _error(failure: _Failure, partial: Path | None) -> PipelineError:
+        exc = failure.error
+        note = f" (the incomplete output is kept as {partial})" if partial else ""
+        if isinstance(exc, StreamfixError):
+            message = f"{exc}{note}"
+        else:
+            where = f" at frame {failure.index}" if failure.index is not None else ""
+            message = f"stage {failure.stage!r} failed{where}: {type(exc).__name__}: {exc}{note}"
+        return PipelineError(message, stage=failure.stage, index=failure.index, partial=partial)
+
+
+def run(source: str | Path, target: str | Path, config: RunConfig | None = None, *,
+        quiet: bool = False, **overrides: Any) -> RunResult:
+    """Restore `source` into `target` (container from the suffix). `overrides` are
+    RunConfig fields (model=..., batch=..., ...) applied over `config`."""
+    from .run_config import with_overrides
+
+    config = with_overrides(config or RunConfig(), **overrides)
+    return Pipeline(source, target, config, quiet=quiet).run()

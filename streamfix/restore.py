@@ -1,0 +1,341 @@
+"""Restoring decoded frames in their own pixel format: the Restorer.
+
+YUV-native: the model sees the luma plane the decoder produced (8-bit or 10-bit,
+scaled to [0, 1]) plus its conditioning plane, and its output goes back into the luma
+plane of a new frame of the same format. Chroma is copied unchanged
+(`chroma="passthrough"`) or restored plane by plane with the same luma model
+(`chroma="luma_model"`). There is no YUV -> RGB -> YUV round trip, so colours cannot
+shift and pixels the model leaves alone stay bit-identical.
+
+Three layouts reach the model this way:
+- planar YUV and gray (yuv420p, yuv420p10le, yuvj444p, gray, nv12 for luma, ...): the
+  planes are used as they are;
+- packed YUV (yuyv422, ...) and nv12/p010 when chroma is restored: converted to the
+  planar format with the same subsampling and back, which is lossless;
+- RGB (PNG stills): luma is the full-range BT.601 Y that JPEG (and PIL) use. The
+  model's change to Y is added to R, G and B alike, which is exactly "convert to
+  YCbCr, restore Y, convert back" without rounding the untouched chroma twice.
+
+The Restorer holds no threads and no queues: the pipeline, `streamfix eval` and
+embedders call it from whatever thread they like (one at a time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from . import conditioning
+from .conditioning import model_input, needs_restoring, plane_to_unit, unit_to_plane
+from .media.planes import array_to_plane, bit_depth, plane_to_array
+from .models import ModelInfo, load_model
+
+CHROMA_MODES = ("passthrough", "luma_model")
+JPEG_MODEL = "jpeg-y-blind"
+VIDEO_MODEL = "video-x264-qp"
+# Decoders whose frames are JPEG images: their artifacts are JPEG's 8x8 blocks and
+# their strength is the quantization table, which the JPEG model is conditioned on.
+JPEG_CODECS = frozenset({"mjpeg", "jpeg", "jpegls"})
+COLOUR_FIELDS = ("color_range", "colorspace", "color_primaries", "color_trc")
+# Optional: written alongside the models; without it, frames of decoders that export
+# no QP map (HEVC, VP9, ...) pass through unrestored.
+_estimate_frame_qp = getattr(conditioning, "estimate_frame_qp", None)
+
+
+def choose_model(video: Any) -> str:
+    """The bundled model for an input (a VideoInfo): JPEG for JPEG/MJPEG and stills,
+    the QP-conditioned video model for everything else."""
+    if video.codec_name in JPEG_CODECS or getattr(video, "is_still", False):
+        return JPEG_MODEL
+    return VIDEO_MODEL
+
+
+@dataclass(frozen=True, slots=True)
+class Strength:
+    """What the bitstream says about one frame's compression (any may be unknown)."""
+
+    qp_map: np.ndarray | None = None
+    frame_qp: float | None = None
+    jpeg_quality: int | None = None
+
+
+@dataclass(slots=True)
+class _Split:
+    """A frame taken apart into integer planes the model can read."""
+
+    planes: list[np.ndarray]  # [luma, chroma...]
+    bits: int
+    chroma: bool  # whether planes[1:] are single chroma components (restorable)
+    join: Callable[[list[np.ndarray]], av.VideoFrame]  # planes -> frame in the source format
+
+
+def _planar_name(fmt: av.VideoFormat, bits: int) -> str:
+    """The planar YUV format with the same chroma subsampling and depth as `fmt`."""
+    sx = 16 // max(fmt.chroma_width(16), 1)
+    sy = 16 // max(fmt.chroma_height(16), 1)
+    layout = {(1, 1): "444", (2, 1): "422", (2, 2): "420", (4, 1): "411", (1, 2): "440", (4, 4): "410"}
+    name = f"yuv{layout.get((sx, sy), '444')}p"
+    return name if bits <= 8 else f"{name}{bits}le"
+
+
+def _split_planar(frame: av.VideoFrame) -> _Split:
+    fmt = frame.format
+    planes = [plane_to_array(frame, i) for i in range(len(frame.planes))]
+    per_plane = [sum(1 for c in fmt.components if c.plane == i) for i in range(len(frame.planes))]
+
+    def join(values: list[np.ndarray]) -> av.VideoFrame:
+        out = av.VideoFrame(frame.width, frame.height, fmt.name)
+        for i, plane in enumerate(values):
+            array_to_plane(out, i, plane)
+        return out
+
+    return _Split(planes, bit_depth(frame), all(n == 1 for n in per_plane[1:]), join)
+
+
+def _split_rgb(frame: av.VideoFrame) -> _Split:
+    bits = 8 if bit_depth(frame) <= 8 else 16
+    alpha = any(c.is_alpha for c in frame.format.components)
+    work = {(8, False): "rgb24", (8, True): "rgba", (16, False): "rgb48le", (16, True): "rgba64le"}[bits, alpha]
+    rgb = frame.to_ndarray(format=work).astype(np.float64)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    peak, mid = (1 << bits) - 1, float(1 << (bits - 1))
+    # Full-range BT.601 (JFIF), the YCbCr of JPEG files.
+    ycc = [0.299 * r + 0.587 * g + 0.114 * b,
+           mid - 0.168736 * r - 0.331264 * g + 0.5 * b,
+           mid + 0.5 * r - 0.418688 * g - 0.081312 * b]
+    dtype = np.uint8 if bits == 8 else np.uint16
+    planes = [np.clip(np.rint(p), 0, peak).astype(dtype) for p in ycc]
+    before = list(planes)  # the restorer replaces entries of `planes`; keep the originals
+
+    def join(values: list[np.ndarray]) -> av.VideoFrame:
+        dy, dcb, dcr = (v.astype(np.float64) - p.astype(np.float64) for v, p in zip(values, before))
+        out = rgb.copy()
+        out[..., 0] += dy + 1.402 * dcr
+        out[..., 1] += dy - 0.344136 * dcb - 0.714136 * dcr
+        out[..., 2] += dy + 1.772 * dcb
+        image = np.clip(np.rint(out), 0, peak).astype(dtype)
+        result = av.VideoFrame.from_ndarray(image, format=work)
+        return result if work == frame.format.name else result.reformat(format=frame.format.name)
+
+    return _Split(planes, bits, True, join)
+
+
+def split_frame(frame: av.VideoFrame, *, chroma: bool) -> _Split:
+    """`frame` as integer planes; converted to a planar layout only when needed."""
+    fmt = frame.format
+    if fmt.is_rgb or fmt.has_palette:
+        return _split_rgb(frame)
+    luma_alone = all(c.is_luma for c in fmt.components if c.plane == 0)
+    split = _split_planar(frame) if luma_alone else None
+    if split is not None and (split.chroma or not chroma):
+        return split
+    planar = _split_planar(frame.reformat(format=_planar_name(fmt, bit_depth(frame))))
+    planar.join = lambda values, join=planar.join: join(values).reformat(format=fmt.name)
+    return planar
+
+
+def copy_frame_fields(source: av.VideoFrame, target: av.VideoFrame) -> av.VideoFrame:
+    """Timestamps and colour tags of `source` onto `target` (what the encoder needs to
+    keep the timing and colours of the input)."""
+    target.pts = source.pts
+    if source.time_base is not None:
+        target.time_base = source.time_base
+    target.duration = source.duration
+    for name in COLOUR_FIELDS:
+        setattr(target, name, getattr(source, name))
+    return target
+
+
+def _condition_for(plane: np.ndarray, luma_cond: np.ndarray | None) -> np.ndarray | None:
+    """The luma-sized conditioning plane resampled to a (subsampled) chroma plane."""
+    if luma_cond is None or luma_cond.shape == plane.shape:
+        return luma_cond
+    h, w = plane.shape
+    sy = -(-luma_cond.shape[0] // h)
+    sx = -(-luma_cond.shape[1] // w)
+    small = luma_cond[::sy, ::sx][:h, :w]
+    return np.pad(small, ((0, h - small.shape[0]), (0, w - small.shape[1])), mode="edge")
+
+
+@dataclass(slots=True)
+class _Job:
+    """One plane of one frame, ready for the engine."""
+
+    frame: int
+    plane: int
+    bits: int
+    input: np.ndarray  # (1 + cond) x H x W float32
+
+
+class Restorer:
+    """Restores frames with a CAR-DRN model through the best available engine.
+
+    `model`: a bundled name or a weights file; None picks per input (`prepare`) or,
+    without a VideoInfo, per frame from what is known about it (a JPEG quality means
+    the JPEG model). `jpeg_quality` is the quality assumed for inputs that carry none
+    (e.g. a PNG saved from a JPEG); None leaves such frames untouched.
+
+    Use as a context manager; `close()` releases the engines.
+    """
+
+    def __init__(self, model: str | Path | None = None, *, engine: str = "auto", device: str = "auto",
+                 batch: int = 4, tile: int = 0, chroma: str = "passthrough",
+                 jpeg_quality: int | None = None, engine_configs: Mapping[str, Any] | None = None,
+                 log: Callable[[str], None] = print) -> None:
+        if chroma not in CHROMA_MODES:
+            raise ValueError(f"chroma must be one of {CHROMA_MODES}, got {chroma!r}")
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, got {batch}")
+        self._choice = model
+        self._engine_name, self._device, self._batch, self._tile = engine, device, batch, tile
+        self.chroma = chroma
+        self.jpeg_quality = jpeg_quality
+        self._engine_configs = dict(engine_configs or {})
+        self._log = log
+        self._loaded: dict[str, tuple[ModelInfo, Any, list]] = {}
+        self._current: str | None = None
+        self._codec: str | None = None
+        self._warned_unknown = False
+        self.restored = 0
+        self.passed_through = 0
+
+    def __enter__(self) -> "Restorer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        loaded, self._loaded = self._loaded, {}
+        for _, engine, _ in loaded.values():
+            engine.__exit__(None, None, None)
+
+    # --- model and engine ---------------------------------------------------------
+
+    def prepare(self, video: Any) -> ModelInfo:
+        """Pick (and load) the model for an input described by a VideoInfo."""
+        self._codec = video.codec_name
+        self._current = str(self._choice) if self._choice is not None else choose_model(video)
+        return self._load(self._current)[0]
+
+    def _load(self, name: str) -> tuple[ModelInfo, Any, list]:
+        if name not in self._loaded:
+            from .engines.select import choose  # engines pull in heavy optional packages
+
+            model, info = load_model(name)
+            engine, fallbacks = choose(model, info, engine=self._engine_name, device=self._device,
+                                       max_batch=self._batch, tile=self._tile, log=self._log,
+                                       configs=self._engine_configs)
+            engine.__enter__()
+            self._loaded[name] = (info, engine, list(fallbacks))
+            self._log(f"streamfix: model {info.name}, engine {engine.name} on {engine.device}")
+        return self._loaded[name]
+
+    def _model_for(self, strengths: Sequence[Strength]) -> str:
+        if self._current is None:
+            if self._choice is not None:
+                self._current = str(self._choice)
+            else:
+                jpeg = any(s.jpeg_quality is not None for s in strengths)
+                self._current = JPEG_MODEL if jpeg else VIDEO_MODEL
+        return self._current
+
+    @property
+    def info(self) -> ModelInfo | None:
+        return self._loaded[self._current][0] if self._current in self._loaded else None
+
+    @property
+    def engine(self) -> Any:
+        """The engine in use (after `prepare` or the first restore), else None."""
+        return self._loaded[self._current][1] if self._current in self._loaded else None
+
+    @property
+    def fallbacks(self) -> list:
+        return list(self._loaded[self._current][2]) if self._current in self._loaded else []
+
+    # --- restoring ----------------------------------------------------------------
+
+    def restore(self, frame: av.VideoFrame, *, qp_map: np.ndarray | None = None,
+                frame_qp: float | None = None, jpeg_quality: int | None = None) -> av.VideoFrame:
+        """One frame, restored (or the same frame when there is nothing to restore)."""
+        return self.restore_frames([frame], [Strength(qp_map, frame_qp, jpeg_quality)])[0]
+
+    def restore_batch(self, decoded: Sequence[Any]) -> list[av.VideoFrame]:
+        """Frames from the reader (DecodedFrame: frame + side data), in order."""
+        return self.restore_frames([d.frame for d in decoded], [self.strength_of(d) for d in decoded])
+
+    def strength_of(self, decoded: Any) -> Strength:
+        """A DecodedFrame's strength; the frame QP is estimated when there is no map."""
+        frame_qp = None
+        if decoded.qp_map is None and _estimate_frame_qp is not None and self._codec and decoded.packet_bytes:
+            frame_qp = _estimate_frame_qp(self._codec, decoded.packet_bytes,
+                                          decoded.frame.width, decoded.frame.height)
+        return Strength(decoded.qp_map, frame_qp, decoded.jpeg_quality)
+
+    def restore_frames(self, frames: Sequence[av.VideoFrame], strengths: Sequence[Strength]) -> list[av.VideoFrame]:
+        """Restore `frames`; frames the model should leave alone come back as they are."""
+        if len(frames) != len(strengths):
+            raise ValueError(f"{len(frames)} frames but {len(strengths)} strengths")
+        if not frames:
+            return []
+        info, engine, _ = self._load(self._model_for(strengths))
+        outputs: list[av.VideoFrame | None] = list(frames)
+        splits: dict[int, _Split] = {}
+        jobs: list[_Job] = []
+        for i, (frame, strength) in enumerate(zip(frames, strengths)):
+            strength = self._with_defaults(info, strength)
+            if strength is None:
+                self.passed_through += 1
+                continue
+            split = split_frame(frame, chroma=self.chroma == "luma_model")
+            splits[i] = split
+            jobs.extend(self._jobs(i, info, split, strength))
+        self._run(engine, jobs, splits)
+        for i, split in splits.items():
+            outputs[i] = copy_frame_fields(frames[i], split.join(split.planes))
+            self.restored += 1
+        return outputs  # type: ignore[return-value]
+
+    def _with_defaults(self, info: ModelInfo, s: Strength) -> Strength | None:
+        """`s` completed for `info`'s conditioning, or None if the frame stays as it is."""
+        if info.conditioning == "jpeg_quality":
+            quality = s.jpeg_quality if s.jpeg_quality is not None else self.jpeg_quality
+            if quality is None:
+                if not self._warned_unknown:
+                    self._warned_unknown = True
+                    self._log(f"streamfix: the input has no JPEG quality, so model {info.name} leaves it "
+                              "untouched; give one with --jpeg-quality Q to restore it")
+                return None
+            return Strength(s.qp_map, s.frame_qp, quality)
+        if not needs_restoring(info, qp_map=s.qp_map, frame_qp=s.frame_qp):
+            return None
+        return s
+
+    def _jobs(self, index: int, info: ModelInfo, split: _Split, s: Strength) -> list[_Job]:
+        luma = split.planes[0]
+        strength = {"qp_map": s.qp_map, "frame_qp": s.frame_qp, "jpeg_quality": s.jpeg_quality}
+        jobs = [_Job(index, 0, split.bits, model_input(info, luma, split.bits, **strength))]
+        if self.chroma == "luma_model" and split.chroma:
+            luma_cond = conditioning.condition_plane(info, *luma.shape, **strength)
+            for p, plane in enumerate(split.planes[1:], start=1):
+                cond = _condition_for(plane, luma_cond)
+                parts = [plane_to_unit(plane, split.bits)] + ([cond] if cond is not None else [])
+                jobs.append(_Job(index, p, split.bits, np.stack(parts).astype(np.float32)))
+        return jobs
+
+    def _run(self, engine: Any, jobs: list[_Job], splits: dict[int, _Split]) -> None:
+        """Infer every job, grouped by plane size, at most `batch` planes per call."""
+        by_shape: dict[tuple[int, ...], list[_Job]] = {}
+        for job in jobs:
+            by_shape.setdefault(job.input.shape, []).append(job)
+        for group in by_shape.values():
+            for start in range(0, len(group), self._batch):
+                chunk = group[start : start + self._batch]
+                result = engine.infer(np.stack([job.input for job in chunk]))
+                for job, out in zip(chunk, result):
+                    splits[job.frame].planes[job.plane] = unit_to_plane(out[0], job.bits)

@@ -1,0 +1,125 @@
+"""The configuration of `streamfix run`: strict YAML -> frozen dataclasses.
+
+`configs/default.yaml` spells out the defaults below (a test keeps the two equal);
+presets in `configs/` change a few of them. Precedence: dataclass defaults < the
+YAML file given with `--config` < command-line flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .config import ConfigError, from_dict, load_yaml
+from .media.writer import EncodeConfig
+
+ENGINES = ("auto", "torch", "onnxruntime", "tensorrt")
+
+
+def _restore_only() -> tuple[dict[str, Any], ...]:
+    return ({"type": "restore"},)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueConfig:
+    """Sizes of the bounded queues between the pipeline's threads.
+
+    Together with the batch size they bound the frames in memory, whatever the input's
+    length: about decoded + (batches + processed + 2) x batch frames.
+    """
+
+    decoded: int = 16  # decoded frames and copied packets waiting to be batched
+    batches: int = 2  # batches waiting for the process stage
+    processed: int = 2  # processed batches waiting for the encoder
+
+    def __post_init__(self) -> None:
+        for name in ("decoded", "batches", "processed"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"queues.{name} must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProgressConfig:
+    # auto: a bar when stderr is a terminal, plain lines otherwise; off: nothing.
+    mode: Literal["auto", "bar", "lines", "off"] = "auto"
+    interval_s: float = 5.0  # seconds between plain lines
+
+    def __post_init__(self) -> None:
+        if self.interval_s <= 0:
+            raise ValueError(f"progress.interval_s must be positive, got {self.interval_s}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunConfig:
+    # A bundled model name or a weights file; null picks one per input (JPEG model
+    # for JPEG/MJPEG and stills, the QP-conditioned video model otherwise).
+    model: str | None = None
+    engine: Literal["auto", "torch", "onnxruntime", "tensorrt"] = "auto"
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    batch: int = 4  # frames per engine call
+    # A partial batch waits at most this long for more frames, so batching never
+    # adds more than this to a frame's latency.
+    batch_timeout_ms: float = 20.0
+    # Live use: a batch whose processing starts more than this long after its first
+    # frame arrived passes through unrestored, so a slow engine cannot make a stream
+    # fall ever further behind. 0: no deadline (files: every frame is restored).
+    deadline_ms: float = 0.0
+    tile: int = 0  # tile side in pixels; 0: whole frames unless too large for memory
+    # passthrough: chroma copied unchanged; luma_model: chroma planes restored by the
+    # luma model too.
+    chroma: Literal["passthrough", "luma_model"] = "passthrough"
+    # JPEG quality assumed for inputs that carry none (a PNG saved from a JPEG);
+    # null leaves such inputs untouched.
+    jpeg_quality: int | None = None
+    # Per-backend options, e.g. {onnxruntime: {threads: 2}} (see each engine's config).
+    engines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    encode: EncodeConfig = field(default_factory=EncodeConfig)
+    queues: QueueConfig = field(default_factory=QueueConfig)
+    stages: tuple[dict[str, Any], ...] = field(default_factory=_restore_only)
+    progress: ProgressConfig = field(default_factory=ProgressConfig)
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise ValueError(f"batch must be at least 1, got {self.batch}")
+        if self.batch_timeout_ms < 0:
+            raise ValueError(f"batch_timeout_ms must be 0 or more, got {self.batch_timeout_ms}")
+        if self.deadline_ms < 0:
+            raise ValueError(f"deadline_ms must be 0 (none) or more, got {self.deadline_ms}")
+        if self.tile < 0:
+            raise ValueError(f"tile must be 0 (automatic) or a positive size, got {self.tile}")
+        if self.jpeg_quality is not None and not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be between 1 and 100, got {self.jpeg_quality}")
+        unknown = sorted(set(self.engines) - set(ENGINES[1:]))
+        if unknown:
+            raise ValueError(f"engines: unknown engine {unknown[0]!r} (known: {', '.join(ENGINES[1:])})")
+        for i, spec in enumerate(self.stages):
+            if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
+                raise ValueError(f"stages[{i}] needs a 'type', e.g. {{type: restore}}")
+
+
+def load_run_config(path: str | Path | None = None) -> RunConfig:
+    """The defaults, or the YAML file at `path` over them (unknown keys are errors)."""
+    if path is None:
+        return RunConfig()
+    return from_dict(RunConfig, load_yaml(path), str(path))
+
+
+def with_overrides(config: RunConfig, *, encode: dict[str, Any] | None = None, **changes: Any) -> RunConfig:
+    """`config` with the non-None top-level `changes` and `encode` fields applied
+    (command-line flags over the file), validated like the file."""
+    try:
+        encode_changes = {k: v for k, v in (encode or {}).items() if v is not None}
+        if encode_changes:
+            changes["encode"] = dataclasses.replace(config.encode, **encode_changes)
+        return dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def engine_configs(config: RunConfig) -> dict[str, Any]:
+    """The `engines:` mapping as each backend's config dataclass (checked strictly)."""
+    from .engines.select import engine_config
+
+    return {name: engine_config(name, data, f"engines.{name}") for name, data in config.engines.items()}

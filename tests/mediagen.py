@@ -136,13 +136,16 @@ def write_clip(
     start_ms = round(start_s * 1000)
     if frame_pts_ms is None:
         frame_pts_ms = [start_ms + round(i * 1000 / rate) for i in range(frames)]
+    # AVI has one fixed frame period: its time base must be 1/rate, not milliseconds.
+    is_avi = (container_format or path.suffix.lower().lstrip(".")) == "avi"
+    time_base = Fraction(1, rate) if is_avi else MS
     options = {"crf": "30", "preset": "veryfast"} if codec in ("libx264", "libx265") else {}
     options.update(encoder_options or {})
     with av.open(str(path), "w", format=container_format) as out:
         video = out.add_stream(codec, rate=rate, options=options)
         video.width, video.height, video.pix_fmt = width, height, pix_fmt
-        video.time_base = MS
-        video.codec_context.time_base = MS
+        video.time_base = time_base
+        video.codec_context.time_base = time_base
         for key, value in (color or {}).items():
             setattr(video.codec_context, key, value)
         if rotation:
@@ -151,8 +154,9 @@ def write_clip(
         sub_codec = SUBTITLE_CODECS.get(path.suffix.lower(), "ass") if subtitles == "auto" else subtitles
         sub_stream = _add_subtitles(out, sub_codec) if sub_codec else None
 
-        for i, pts in enumerate(frame_pts_ms):
-            frame = make_frame(i, width, height, pix_fmt, pts=pts, time_base=MS)
+        frame_pts = [round(ms / 1000 / time_base) for ms in frame_pts_ms]
+        for i, pts in enumerate(frame_pts):
+            frame = make_frame(i, width, height, pix_fmt, pts=pts, time_base=time_base)
             for key, value in (color or {}).items():
                 setattr(frame, key, value)
             out.mux(video.encode(frame))
@@ -164,7 +168,7 @@ def write_clip(
         if sub_stream is not None:
             events = _write_events(out, sub_stream, frame_pts_ms[0], end_ms)
     return Clip(path=path, width=width, height=height, pix_fmt=pix_fmt,
-                frame_pts=tuple(sorted(frame_pts_ms)), time_base=MS,
+                frame_pts=tuple(sorted(frame_pts)), time_base=time_base,
                 audio_packets=audio_packets, subtitle_events=events)
 
 
@@ -323,6 +327,19 @@ def audio_only(path: str | Path, *, seconds: float = 0.5) -> Path:
     return path
 
 
+def zero_frames(path: str | Path) -> Path:
+    """A Matroska file that declares an H.264 video stream but holds no frame of it
+    (only audio): a capture that stopped before the first video frame."""
+    path = Path(path)
+    with av.open(str(path), "w", format="matroska") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = _add_audio(out)
+        out.start_encoding()
+        _write_tone(out, audio, 0, 300)
+    return path
+
+
 def text_named_like_video(path: str | Path) -> Path:
     """A text file with a video suffix: what a wrong download or a typo gives."""
     path = Path(path)
@@ -384,6 +401,7 @@ class StreamProbe:
     duration: int | None
     packet_pts: list[int | None] = field(default_factory=list)
     packet_sizes: list[int] = field(default_factory=list)
+    packet_durations: list[int | None] = field(default_factory=list)
     packet_bytes: list[bytes] = field(default_factory=list)
 
 
@@ -408,6 +426,22 @@ class Probe:
     def stream(self, kind: str) -> StreamProbe:
         return next(s for s in self.streams if s.type == kind)
 
+    def frame_times(self) -> list[float]:
+        """Each decoded frame's presentation time in seconds (rounded to 0.1 ms)."""
+        return [round(float(pts * self.video_time_base), 4) for pts in self.frame_pts]
+
+
+def packet_times(stream: StreamProbe) -> list[float]:
+    """Each packet's pts in seconds (rounded to 0.1 ms), comparable across containers."""
+    return [round(float(pts * stream.time_base), 4) for pts in stream.packet_pts]
+
+
+def stream_end(stream: StreamProbe) -> float:
+    """Where a stream's last packet ends, in seconds: its effective duration."""
+    ends = [(pts + (dur or 0)) * stream.time_base
+            for pts, dur in zip(stream.packet_pts, stream.packet_durations) if pts is not None]
+    return round(float(max(ends)), 4)
+
 
 COLOR_KEYS = ("color_range", "color_primaries", "color_trc", "colorspace")
 
@@ -420,7 +454,7 @@ def probe(path: str | Path, *, keep_luma: bool = False) -> Probe:
     with av.open(str(path)) as container:
         result = Probe(format_name=container.format.name, streams=[])
         for s in container.streams:
-            result.streams.append(StreamProbe(index=s.index, type=s.type, codec=s.codec_context.name,
+            result.streams.append(StreamProbe(index=s.index, type=s.type, codec=s.codec_context.name if s.codec_context else "",
                                               time_base=s.time_base, start_time=s.start_time,
                                               duration=s.duration))
         video = container.streams.video[0] if container.streams.video else None
@@ -434,6 +468,7 @@ def probe(path: str | Path, *, keep_luma: bool = False) -> Probe:
             if packet.size:
                 info.packet_pts.append(packet.pts)
                 info.packet_sizes.append(packet.size)
+                info.packet_durations.append(packet.duration)
                 info.packet_bytes.append(bytes(packet))
             if packet.stream.type != "video":
                 continue

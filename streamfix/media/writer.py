@@ -1,0 +1,447 @@
+"""Write restored frames (and the copied audio/subtitle packets) to a file.
+
+Rules this module keeps, and why:
+- Only the video is encoded. Audio, subtitle and data packets from the reader are
+  remuxed as they are, with their own timestamps, so they cannot drift. A stream the
+  output container cannot hold is refused up front (or dropped with a logged line if
+  the config says so), never lost silently.
+- Every frame keeps the pts of its source frame, in the source's time base: that is
+  what keeps variable frame rate, B-frame delays and late start times intact.
+- The output mirrors the input: size, pixel format and bit depth (unless the config
+  asks for another), colour range/primaries/transfer/matrix on the stream and the
+  frames, display rotation, sample aspect ratio. Colour tags come from VideoInfo,
+  not from the frames, because restored frames are new frames with planes only.
+- The default encode is x264 CRF 16 preset medium: the output must not add back the
+  artifacts just removed. Codecs without CRF (ffv1, mpeg4, ...) get no CRF option.
+- While writing, the file is `<stem>.partial<suffix>`; `finish()` renames it to the
+  target, so a file under the target name is always complete. `abort()` closes what
+  was written (still playable) and leaves it under the partial name.
+- Unwritable targets fail before any decoding or inference starts (`check_writable`).
+- A still-image target (.png, .jpg, ...) is written with PIL (see stills.py).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from ..errors import OptionError, OutputError
+from . import stills
+from .reader import VideoInfo
+
+# Output suffix -> FFmpeg muxer. Anything else needs an explicit container_format.
+CONTAINER_FORMATS = {
+    ".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
+    ".ts": "mpegts", ".m2ts": "mpegts", ".mts": "mpegts", ".avi": "avi", ".nut": "nut",
+    ".flv": "flv",
+}
+# Encoders that cannot code an odd width/height with subsampled (4:2:0/4:2:2) chroma:
+# for odd sizes they get the 4:4:4 format of the same bit depth instead.
+EVEN_SIZE_ENCODERS = frozenset({"libx264", "libx265", "h264_nvenc", "hevc_nvenc", "av1_nvenc", "libsvtav1"})
+# Muxers that accept any codec when asked (no codec table) but cannot really carry
+# these: MPEG-TS would write text subtitles as an unlabelled private stream.
+MUXER_REFUSES = {"mpegts": frozenset({"mov_text", "subrip", "srt", "ass", "ssa", "webvtt", "text"})}
+# Mux stream tags that describe the old file and would be wrong in the new one.
+STALE_TAG_PREFIXES = ("DURATION", "NUMBER_OF_", "_STATISTICS")
+_BITRATE_UNITS = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EncodeConfig:
+    """How the restored video is encoded (the audio/subtitles are never re-encoded)."""
+
+    codec: str = "libx264"
+    crf: int | None = 16              # ignored by codecs without a crf option
+    bitrate: str | None = None        # "4M", "800k": a target bitrate instead of crf
+    preset: str = "medium"            # ignored by codecs without a preset option
+    pix_fmt: str | None = None        # None: keep the input's
+    options: dict[str, str] = field(default_factory=dict)   # extra encoder options
+    drop_uncopyable: bool = False     # drop (and log) streams the container cannot hold
+
+    def __post_init__(self) -> None:
+        if self.crf is not None and not 0 <= self.crf <= 63:
+            raise OptionError(f"crf {self.crf} is out of range; use 0 (lossless) to 51 for x264")
+        if self.bitrate is not None:
+            parse_bitrate(self.bitrate)
+        if self.pix_fmt is not None:
+            try:
+                av.VideoFormat(self.pix_fmt)
+            except (ValueError, av.error.FFmpegError):
+                raise OptionError(f"unknown pixel format {self.pix_fmt!r}; try yuv420p or yuv420p10le") from None
+
+
+def parse_bitrate(text: str) -> int:
+    """'4M' -> 4000000, '800k' -> 800000, '1500000' -> 1500000."""
+    value = text.strip().lower()
+    unit = value[-1:] if value[-1:] in _BITRATE_UNITS else ""
+    try:
+        number = float(value[: len(value) - len(unit)])
+    except ValueError:
+        raise OptionError(f"bitrate {text!r} is not a number like 4M or 800k") from None
+    if number <= 0:
+        raise OptionError(f"bitrate {text!r} must be positive")
+    return int(number * _BITRATE_UNITS[unit])
+
+
+def partial_path(target: str | Path) -> Path:
+    """Where the output lives until it is complete: out.mp4 -> out.partial.mp4."""
+    target = Path(target)
+    return target.with_name(f"{target.stem}.partial{target.suffix}")
+
+
+def container_format_for(target: str | Path, container_format: str | None = None) -> str:
+    if container_format is not None:
+        try:
+            av.format.ContainerFormat(container_format, "w")
+        except (ValueError, av.error.FFmpegError):
+            raise OutputError(f"unknown container format {container_format!r}; try mp4, matroska or mpegts") from None
+        return container_format
+    suffix = Path(target).suffix.lower()
+    if suffix not in CONTAINER_FORMATS:
+        known = " ".join(sorted(set(CONTAINER_FORMATS) | set(stills.IMAGE_SUFFIXES)))
+        raise OutputError(f"{target}: cannot tell the output format from {suffix or 'no suffix'!r}; "
+                          f"use one of {known}, or name the container format")
+    return CONTAINER_FORMATS[suffix]
+
+
+def check_writable(target: str | Path, source: str | Path | None = None, *,
+                   container_format: str | None = None) -> Path:
+    """Raise OutputError if `target` cannot be written; cheap, so call it early."""
+    target = Path(target)
+    if target.is_dir():
+        raise OutputError(f"{target}: is a directory; give an output file name, e.g. {target / 'restored.mp4'}")
+    parent = target.parent
+    if not parent.exists():
+        raise OutputError(f"{target}: the directory {parent} does not exist; create it first")
+    if not parent.is_dir():
+        raise OutputError(f"{target}: {parent} is not a directory; choose another output path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{target}: no permission to write in {parent}; choose another directory")
+    if source is not None and "://" not in str(source):
+        for candidate in (target, partial_path(target)):
+            if candidate.exists() and Path(source).exists() and os.path.samefile(candidate, source):
+                raise OutputError(f"{target}: is the input file itself; choose another output name")
+    if not (container_format is None and stills.is_image_target(target)):
+        container_format_for(target, container_format)
+    return target
+
+
+def choose_pix_fmt(codec: str, wanted: str, width: int, height: int) -> str:
+    """`wanted` if the encoder takes it, else the nearest format it takes.
+
+    Nearest = same chroma layout and bit depth, then same layout at any depth (deeper
+    first), then the encoder's first format. Odd sizes with subsampled chroma become
+    4:4:4 for encoders that need even sizes (H.264/HEVC cannot code them otherwise)."""
+    want = av.VideoFormat(wanted)
+    if (width % 2 or height % 2) and codec in EVEN_SIZE_ENCODERS and _subsampled(want):
+        wanted = _full_chroma(want)
+        want = av.VideoFormat(wanted)
+    try:
+        offered = [f.name for f in (av.Codec(codec, "w").video_formats or ())]
+    except av.error.FFmpegError:
+        offered = []
+    if not offered or wanted in offered:
+        return wanted
+
+    def layout(f: av.VideoFormat) -> tuple:
+        return (len(f.components), f.chroma_width(64), f.chroma_height(64), f.is_rgb)
+
+    formats = [av.VideoFormat(name) for name in offered]
+    same = [f for f in formats if layout(f) == layout(want)]
+    exact_depth = [f for f in same if _depth(f) == _depth(want)]
+    if exact_depth:
+        return exact_depth[0].name
+    if same:
+        return max(same, key=lambda f: (_depth(f) >= _depth(want), -abs(_depth(f) - _depth(want)))).name
+    return offered[0]
+
+
+def _depth(f: av.VideoFormat) -> int:
+    return max(c.bits for c in f.components)
+
+
+def _subsampled(f: av.VideoFormat) -> bool:
+    return len(f.components) >= 3 and (f.chroma_width(64) < 64 or f.chroma_height(64) < 64)
+
+
+def _full_chroma(f: av.VideoFormat) -> str:
+    """yuv420p -> yuv444p, yuvj420p -> yuvj444p, yuv420p10le -> yuv444p10le."""
+    name = f.name
+    for sub in ("420", "422", "411", "440"):
+        if sub in name:
+            return name.replace(sub, "444", 1)
+    return "yuv444p"
+
+
+class MediaWriter:
+    """Encode frames and remux packets into `target`; see the module docstring.
+
+    As a context manager: leaving with an exception calls `abort()`, leaving normally
+    calls `finish()` if the caller has not.
+    """
+
+    def __init__(self, target: str | Path, video: VideoInfo, copy_streams: list,
+                 config: EncodeConfig | None = None, *, container_format: str | None = None,
+                 log: Callable[[str], None] = print) -> None:
+        self.target = check_writable(target, container_format=container_format)
+        self.partial = partial_path(self.target)
+        self.video = video
+        self.config = config or EncodeConfig()
+        self.log = log
+        self.frames_written = 0
+        self._closed = False
+        self._last_pts: Fraction | None = None
+        self._container: av.container.OutputContainer | None = None
+        self._copy_map: dict[int, av.stream.Stream] = {}
+        self._still_format = stills.IMAGE_SUFFIXES.get(self.target.suffix.lower()) if container_format is None else None
+        if self._still_format is not None:
+            self._open_still()
+        else:
+            self._open_container(container_format_for(self.target, container_format), copy_streams)
+
+    # --- opening ---------------------------------------------------------------
+
+    def _open_still(self) -> None:
+        if not self.video.is_still and self.video.frame_count != 1:
+            raise OutputError(f"{self.target}: an image file holds one frame and the input is a video; "
+                              f"write a video file (.mp4, .mkv) instead")
+        self._still_frame: av.VideoFrame | None = None
+        self.pix_fmt = self.video.pix_fmt
+
+    def _open_container(self, format_name: str, copy_streams: list) -> None:
+        try:
+            self._container = av.open(str(self.partial), "w", format=format_name)
+        except (av.error.FFmpegError, OSError) as exc:
+            raise OutputError(f"{self.partial}: cannot be created ({exc}); check the path and free space") from None
+        try:
+            self._stream = self._add_video_stream()
+            self._add_copy_streams(copy_streams)
+            # Opens the encoder and writes the header now, so a bad codec/option/size
+            # fails here, before any frame is decoded or restored.
+            self._container.start_encoding()
+        except (av.error.FFmpegError, ValueError) as exc:
+            self._discard()
+            raise OutputError(f"{self.target}: the encoder {self.config.codec} cannot start with "
+                              f"{self.pix_fmt} {self.video.size} ({exc}); try another codec or pixel format") from None
+        except BaseException:
+            self._discard()
+            raise
+
+    def _add_video_stream(self) -> av.video.stream.VideoStream:
+        cfg, info = self.config, self.video
+        self.pix_fmt = choose_pix_fmt(cfg.codec, cfg.pix_fmt or info.pix_fmt, info.width, info.height)
+        if self.pix_fmt != (cfg.pix_fmt or info.pix_fmt):
+            self.log(f"{cfg.codec} cannot encode {cfg.pix_fmt or info.pix_fmt} at {info.size}: "
+                     f"writing {self.pix_fmt} instead")
+        try:
+            stream = self._container.add_stream(cfg.codec, rate=info.average_rate or 25,
+                                                options=self._encoder_options())
+        except (ValueError, av.error.FFmpegError) as exc:
+            raise OutputError(f"unknown or unusable encoder {cfg.codec!r} ({exc}); try libx264 or ffv1") from None
+        ctx = stream.codec_context
+        stream.width, stream.height, stream.pix_fmt = info.width, info.height, self.pix_fmt
+        # The encoder works in the source's time base, so every pts passes unchanged.
+        ctx.time_base = info.time_base
+        stream.time_base = info.time_base
+        if cfg.bitrate is not None:
+            ctx.bit_rate = parse_bitrate(cfg.bitrate)
+        for key in ("color_range", "color_primaries", "color_trc", "colorspace"):
+            setattr(ctx, key, self._frame_colour()[key])
+        if info.sample_aspect_ratio:
+            ctx.sample_aspect_ratio = info.sample_aspect_ratio
+        if info.rotation:
+            stream.set_display_rotation(info.rotation)
+        return stream
+
+    def _encoder_options(self) -> dict[str, str]:
+        cfg = self.config
+        try:
+            private = {o.name for o in av.CodecContext.create(cfg.codec, "w").supported_options.private}
+        except (ValueError, av.error.FFmpegError):
+            private = set()
+        options: dict[str, str] = {}
+        if cfg.crf is not None and cfg.bitrate is None and "crf" in private:
+            options["crf"] = str(cfg.crf)
+        if "preset" in private:
+            options["preset"] = cfg.preset
+        options.update(cfg.options)
+        return options
+
+    def _frame_colour(self) -> dict[str, int]:
+        """Colour tags to write; a yuvj format is full range whatever the input said."""
+        info = self.video
+        full = self.pix_fmt.startswith("yuvj")
+        return {"color_range": 2 if full else info.color_range, "color_primaries": info.color_primaries,
+                "color_trc": info.color_trc, "colorspace": info.colorspace}
+
+    def _add_copy_streams(self, copy_streams: list) -> None:
+        for source in copy_streams:
+            name = source.codec_context.name if source.codec_context is not None else source.type
+            try:
+                if name in MUXER_REFUSES.get(self._container.format.name, ()):
+                    raise ValueError(name)
+                stream = self._container.add_stream_from_template(source)
+            except ValueError:
+                message = (f"{source.type} stream #{source.index} ({name}) cannot be stored in "
+                           f"{self._container.format.name} without re-encoding")
+                if source.type == "data" or self.config.drop_uncopyable:
+                    self.log(f"{message}: dropped")
+                    continue
+                raise OutputError(f"{self.target}: {message}; write the input's container type "
+                                  f"(same suffix), or allow dropping such streams") from None
+            for key, value in source.metadata.items():
+                if not key.startswith(STALE_TAG_PREFIXES):
+                    stream.metadata[key] = value
+            stream.disposition = source.disposition
+            self._copy_map[source.index] = stream
+
+    # --- writing ---------------------------------------------------------------
+
+    def write_frame(self, frame: av.VideoFrame) -> None:
+        """Encode one frame; it must carry the pts and time_base of its source frame."""
+        self._check_open()
+        info = self.video
+        if (frame.width, frame.height) != (info.width, info.height):
+            raise ValueError(f"frame {self.frames_written} is {frame.width}x{frame.height}, "
+                             f"the output is {info.size}")
+        if frame.pts is None or frame.time_base is None:
+            raise ValueError(f"frame {self.frames_written} has no pts/time_base; copy them from its source frame")
+        if self._still_format is not None:
+            self._keep_still(frame)
+            return
+        self._check_increasing(frame)
+        frame = self._prepare(frame)
+        try:
+            self._container.mux(self._stream.encode(frame))
+        except av.error.FFmpegError as exc:
+            raise OutputError(f"{self.partial}: encoding frame {self.frames_written} failed ({exc.strerror}); "
+                              f"check free disk space") from None
+        self.frames_written += 1
+
+    def _check_increasing(self, frame: av.VideoFrame) -> None:
+        """Equal or falling pts would make the muxer fail later with a cryptic error."""
+        when = frame.pts * frame.time_base
+        if self._last_pts is not None and when <= self._last_pts:
+            raise ValueError(f"frame {self.frames_written} has pts {frame.pts} ({float(when):.6f} s), not after "
+                             f"the previous frame's {float(self._last_pts):.6f} s; frames must come in display order")
+        self._last_pts = when
+
+    def _prepare(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """Convert to the output pixel format if needed; set the colour tags."""
+        colour = self._frame_colour()
+        if frame.format.name != self.pix_fmt:
+            pts, time_base = frame.pts, frame.time_base
+            frame = frame.reformat(format=self.pix_fmt,
+                                   src_colorspace=stills.swscale_matrix(self.video.colorspace),
+                                   dst_colorspace=stills.swscale_matrix(self.video.colorspace),
+                                   src_color_range=self.video.color_range or None,
+                                   dst_color_range=colour["color_range"] or None)
+            frame.pts, frame.time_base = pts, time_base
+        for key, value in colour.items():
+            setattr(frame, key, value)
+        # A decoded frame keeps its source's I/P/B type, which the encoder would obey;
+        # the output's GOP structure is the encoder's own choice.
+        frame.pict_type = av.video.frame.PictureType.NONE
+        return frame
+
+    def _keep_still(self, frame: av.VideoFrame) -> None:
+        if self._still_frame is not None:
+            raise OutputError(f"{self.target}: an image file holds one frame and the input has more; "
+                              f"write a video file (.mp4, .mkv) instead")
+        self._still_frame = frame
+        self.frames_written += 1
+
+    def write_packet(self, packet: av.Packet) -> None:
+        """Remux one packet of a copied stream, unchanged, with its own timestamps."""
+        self._check_open()
+        stream = self._copy_map.get(packet.stream.index)
+        if stream is None or not packet.size:  # a dropped stream, or a flush marker
+            return
+        packet.stream = stream
+        try:
+            self._container.mux(packet)
+        except av.error.FFmpegError as exc:
+            raise OutputError(f"{self.partial}: copying a {stream.type} packet at pts {packet.pts} "
+                              f"failed ({exc.strerror})") from None
+
+    # --- ending ----------------------------------------------------------------
+
+    def finish(self) -> Path:
+        """Flush, close, and give the file its final name; returns the target."""
+        self._check_open()
+        if self._still_format is not None:
+            self._save_still(self.partial)
+        else:
+            self._flush_and_close(quiet=False)
+        self._closed = True
+        if self.frames_written == 0:
+            raise OutputError(f"{self.target}: no frame was written; the incomplete output is left at {self.partial}")
+        os.replace(self.partial, self.target)
+        return self.target
+
+    def abort(self) -> Path:
+        """Close what was written so it stays playable; it keeps the partial name."""
+        if not self._closed:
+            self._closed = True
+            if self._still_format is not None:
+                if self._still_frame is not None:
+                    self._save_still(self.partial)
+            else:
+                self._flush_and_close(quiet=True)
+        return self.partial
+
+    def _flush_and_close(self, *, quiet: bool) -> None:
+        container, self._container = self._container, None
+        try:
+            if self.frames_written:
+                container.mux(self._stream.encode(None))
+        except av.error.FFmpegError as exc:
+            if not quiet:
+                container.close()
+                raise OutputError(f"{self.partial}: flushing the encoder failed ({exc.strerror})") from None
+        try:
+            container.close()
+        except av.error.FFmpegError as exc:
+            if not quiet:
+                raise OutputError(f"{self.partial}: finishing the file failed ({exc.strerror}); "
+                                  f"check free disk space") from None
+
+    def _save_still(self, path: Path) -> None:
+        try:
+            stills.write_still(path, self._still_frame, image_format=self._still_format,
+                               metadata=self.video.image_metadata, colorspace=self.video.colorspace,
+                               color_range=self.video.color_range)
+        except (OSError, ValueError) as exc:
+            raise OutputError(f"{path}: the image cannot be written ({exc})") from None
+
+    def _discard(self) -> None:
+        """Undo a failed open: nothing useful was written."""
+        if self._container is not None:
+            try:
+                self._container.close()
+            except av.error.FFmpegError:
+                pass
+            self._container = None
+        self._closed = True
+        self.partial.unlink(missing_ok=True)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError(f"{self.target}: the writer is already finished or aborted")
+
+    def __enter__(self) -> MediaWriter:
+        return self
+
+    def __exit__(self, exc_type: type | None, *rest: object) -> None:
+        if exc_type is not None:
+            try:
+                self.abort()
+            except Exception as exc:  # the original error matters more; keep this one visible too
+                self.log(f"closing {self.partial} after an error also failed: {exc}")
+        elif not self._closed:
+            self.finish()

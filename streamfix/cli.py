@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 
-from .errors import StreamfixError
+from .errors import OutputError, StreamfixError
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (`streamfix run: error: ...`, exit 2), like every other
+    user error; `--help` still shows the full usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -30,13 +39,158 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    from .run_config import ENGINES
+
+    p = sub.add_parser("run", help="restore a video or image file",
+                       description="Remove compression artifacts from INPUT and write OUTPUT (the container "
+                                   "or image format comes from OUTPUT's suffix). Audio and subtitles are "
+                                   "copied unchanged. Flags override the config file.")
+    p.add_argument("input", help="video or image file (or URL)")
+    p.add_argument("output", type=Path, help="file to write: .mp4, .mkv, .mov, .ts, .png, .jpg, ...")
+    p.add_argument("--config", type=Path, help="run config (YAML), e.g. configs/fast-cpu.yaml")
+    p.add_argument("--model", help="bundled model name or weights file (default: chosen per input)")
+    p.add_argument("--engine", choices=ENGINES, help="inference backend (default: auto)")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--batch", type=_positive_int, help="frames per engine call")
+    p.add_argument("--tile", type=_non_negative_int, help="tile side in pixels (0: whole frames)")
+    p.add_argument("--chroma", choices=("passthrough", "luma_model"), help="how chroma planes are treated")
+    p.add_argument("--jpeg-quality", type=_positive_int, help="JPEG quality to assume for inputs without one")
+    p.add_argument("--codec", help="video encoder, e.g. libx264, libx265, ffv1")
+    p.add_argument("--crf", type=_non_negative_int, help="encoder quality (x264: 0-51, lower is better)")
+    p.add_argument("--bitrate", help="target video bitrate instead of CRF, e.g. 4M")
+    p.add_argument("--preset", help="encoder preset, e.g. veryfast, medium, slow")
+    p.add_argument("--pix-fmt", help="output pixel format (default: the input's)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--stats", type=Path, help="write a JSON summary (frames, fps, engine, ...) here")
+
+
+def _write_stats(path: Path | None, result) -> None:
+    if path is None:
+        return
+    import json
+
+    try:
+        path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write the stats file ({exc.strerror}); choose another path") from None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .pipeline import Pipeline, PipelineError, PipelineInterrupted
+    from .run_config import load_run_config, with_overrides
+
+    config = with_overrides(
+        load_run_config(args.config), model=args.model, engine=args.engine, device=args.device,
+        batch=args.batch, tile=args.tile, chroma=args.chroma, jpeg_quality=args.jpeg_quality,
+        encode={"codec": args.codec, "crf": args.crf, "bitrate": args.bitrate, "preset": args.preset,
+                "pix_fmt": args.pix_fmt},
+    )
+    try:
+        result = Pipeline(args.input, args.output, config, quiet=args.quiet).run()
+    except PipelineInterrupted as stop:
+        _write_stats(args.stats, stop.result)
+        held = stop.result.frames_out
+        where = f"{stop.result.output} holds the {held} frames restored so far" if held else "no output written"
+        print(f"streamfix: interrupted: {where}", file=sys.stderr)
+        return 130
+    except PipelineError as exc:
+        if exc.user_error:
+            raise
+        # A bug, not a bad input: the traceback is what a bug report needs.
+        traceback.print_exception(exc.__cause__, file=sys.stderr)
+        print(f"streamfix: error: {exc}", file=sys.stderr)
+        return 1
+    _write_stats(args.stats, result)
+    if not args.quiet:
+        print(f"streamfix: wrote {result.output}: {result.frames_out} frames ({result.restored} restored, "
+              f"{result.passed_through} passed through) in {result.seconds:.1f} s, {result.fps:.1f} fps, "
+              f"engine {result.engine}", file=sys.stderr)
+    return 0
+
+
+def _add_info(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="versions, devices, usable engines and bundled models",
+                       description="Print what streamfix can use on this machine.")
+    p.add_argument("--device", default="auto", help="device to check the engines on (default: auto)")
+
+
+def _version(module: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(module)
+    except PackageNotFoundError:
+        return None
+
+
+def _scores_line(scores: dict) -> str:
+    import json
+
+    return json.dumps(scores, separators=(", ", ": "), default=str) if scores else "no scores recorded yet"
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import platform
+
+    import av
+    import torch
+
+    from . import __version__
+    from .engines.select import describe_engines
+    from .models import list_models
+
+    cuda = (f"CUDA {torch.version.cuda}, " + ", ".join(torch.cuda.get_device_name(i)
+                                                         for i in range(torch.cuda.device_count()))
+            if torch.cuda.is_available() else "no CUDA GPU visible")
+    print(f"streamfix    {__version__}")
+    print(f"python       {platform.python_version()} ({sys.executable})")
+    print(f"torch        {torch.__version__} ({cuda})")
+    print(f"PyAV         {av.__version__} (FFmpeg {getattr(av, 'ffmpeg_version_info', '?')})")
+    for package in ("onnxruntime", "onnxruntime-gpu", "tensorrt", "pycuda"):
+        found = _version(package)
+        if found or package in ("onnxruntime", "tensorrt"):
+            print(f"{package:<12} {found or 'not installed'}")
+    print("engines (auto tries them in this order):")
+    for name, usable, why in describe_engines(args.device):
+        print(f"  {name:<12} {'yes' if usable else 'no ':<4} {why}")
+    print("bundled models:")
+    for info in list_models():
+        print(f"  {info.name:<16} {info.description}")
+        print(f"  {'':<16} scores: {_scores_line(info.scores)}")
+    return 0
+
+
 COMMANDS = {
     "train": (_add_train, _cmd_train),
+    "run": (_add_run, _cmd_run),
+    "info": (_add_info, _cmd_info),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamfix", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="streamfix", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add, _ in COMMANDS.values():
         add(sub)

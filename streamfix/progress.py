@@ -91,14 +91,14 @@ class LineProgress:
                 self._last = now
                 self._write(self._line(now))
 
-    def _line(self, now: float) -> str:
+    def _line(self, now: float, final: bool = False) -> str:
         elapsed = now - self._start
         fps = self._done / elapsed if elapsed > 0 else 0.0
         line = f"streamfix: {self._done}"
         if self._total:
             line += f"/{self._total}"
         line += f" frames, {fps:.1f} fps, elapsed {format_duration(elapsed)}"
-        if self._total and fps > 0 and self._done < self._total:
+        if self._total and fps > 0 and self._done < self._total and not final:
             line += f", ETA {format_duration((self._total - self._done) / fps)}"
         return line
 
@@ -112,7 +112,7 @@ class LineProgress:
     def close(self) -> None:
         with self._lock:
             if self._done:
-                self._write(self._line(self._clock()))
+                self._write(self._line(self._clock(), final=True))
 
 
 def make_progress(config: ProgressConfig, total: int | None, *, quiet: bool = False,

@@ -475,7 +475,7 @@ def probe(path: str | Path, *, keep_luma: bool = False) -> Probe:
             for frame in packet.decode():
                 if not result.frame_pts:
                     result.frame_color = {k: int(getattr(frame, k)) for k in COLOR_KEYS}
-                    result.rotation = int(frame.rotation)
+                    result.rotation = round(frame.rotation) % 360  # -90 and 270 are the same turn
                 result.frame_pts.append(frame.pts)
                 result.frame_formats.append(frame.format.name)
                 result.frame_sizes.append((frame.width, frame.height))

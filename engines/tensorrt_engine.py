@@ -1,0 +1,334 @@
+"""The TensorRT engine: CAR-DRN as FP16 TensorRT engines, one per stream resolution.
+
+    engine = TensorRTEngine(model, info, TensorRTConfig(max_batch=8))
+    with engine:                          # CUDA context, streams; prebuilds `shapes`
+        out = engine.infer(batch)         # synchronous, as the Engine protocol says
+        t1 = engine.submit(b1); t2 = engine.submit(b2)   # two batches in flight:
+        out1 = engine.result(t1)                         # b2 computes while b1 downloads
+
+First use of a resolution loads its engine from the cache (engine_cache.py) or
+builds it (trt_build.py: ONNX -> strongly typed FP16 network -> FP16 accuracy gate),
+which takes minutes the first time on a GPU. What happens meanwhile is
+`while_building`:
+- "standby" (default): frames are served by PyTorch FP16 on the same GPU while the
+  build runs in a background thread; the engine switches to TensorRT as soon as the
+  build is done. A failed build is logged once and the stream stays on PyTorch.
+- "wait": `infer` blocks until the engine is ready (benchmarks, `streamfix engine
+  build`, batch jobs that want every frame through TensorRT).
+
+Buffers, streams and the CUDA context are in cuda_buffers.py (the only pycuda user);
+name-based execution in trt_runner.py; version differences in trt_version.py.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Callable, Iterable, Iterator, Literal
+
+import numpy as np
+
+from streamfix.model import CARDRN
+from streamfix.models import ModelInfo
+
+from .base import EngineUnavailable
+from .background_build import BackgroundBuilds
+from .cuda_buffers import CudaPipeline, CudaUnavailable, DeviceFacts, PrimaryContext, probe
+from .engine_cache import Built, EngineCache, EngineKey, default_cache_dir, sha256_bytes
+from .fp16_gate import MIN_PSNR_DB, GateFailed, reference_output, sample_frames
+from .onnx_export import onnx_sha256
+from .trt_build import BuildFailed, BuildRequest, GraphSource, build_with_gate, measure_psnr, trt_logger
+from .trt_runner import EngineRejected, TrtRunner
+from .trt_shapes import ShapeProfile, exact_profile, parse_shapes, pick_profile
+from .trt_version import trt_version, unsupported_reason
+
+INSTALL = "pip install 'streamfix[tensorrt]'"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TensorRTConfig:
+    device: str = "auto"  # "auto", "cuda" or "cuda:N" (choose() fills it in)
+    fp16: bool = True  # False: FP32 engines (no gate needed)
+    max_batch: int = 8  # every engine accepts batches of 1..max_batch
+    shapes: tuple[str, ...] = ()  # built when the engine opens: "1920x1080", "64x64-1920x1088"
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    workspace_mib: int = 4096  # builder scratch memory for tactics
+    opt_level: int = 3  # builder optimization level 0-5 (higher: slower build, maybe faster engine)
+    min_psnr_db: float = MIN_PSNR_DB  # FP16 gate: output PSNR vs the FP32 model
+    gate_frames: int = 2
+    in_flight: int = 2  # batches queued on the GPU at once (2: double buffering)
+    while_building: Literal["standby", "wait"] = "standby"
+
+    def __post_init__(self) -> None:
+        for name, low in (("max_batch", 1), ("workspace_mib", 64), ("gate_frames", 1), ("in_flight", 1)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        if not 0 <= self.opt_level <= 5:
+            raise ValueError(f"opt_level must be 0..5, got {self.opt_level}")
+        parse_shapes(",".join(self.shapes), self.max_batch)  # refuse a bad shape now, not mid-stream
+
+    @property
+    def precision(self) -> str:
+        return "fp16" if self.fp16 else "fp32"
+
+
+def _stderr(line: str) -> None:
+    print(f"streamfix: {line}", file=sys.stderr, flush=True)
+
+
+def device_index(device: str) -> int:
+    """"auto"/"cuda" -> 0, "cuda:N" -> N; anything else cannot run TensorRT."""
+    if device in ("auto", "cuda"):
+        return 0
+    kind, _, index = device.partition(":")
+    if kind == "cuda" and index.isdigit():
+        return int(index)
+    raise EngineUnavailable(f"TensorRT runs on NVIDIA GPUs only, and the device is {device!r}"
+                            + (" (no CUDA GPU seen)" if device == "cpu" else ""))
+
+
+def import_tensorrt() -> ModuleType:
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) == "tensorrt"
+        raise EngineUnavailable("the tensorrt package is not installed: " + INSTALL if missing
+                                else f"tensorrt is installed but does not load ({exc}); reinstall: {INSTALL}") from None
+    except OSError as exc:  # its shared libraries are missing or of another CUDA
+        raise EngineUnavailable(f"tensorrt is installed but its libraries do not load ({exc})") from None
+    reason = unsupported_reason(trt_version(trt))
+    if reason:
+        raise EngineUnavailable(reason)
+    return trt
+
+
+def check_available(config: TensorRTConfig = TensorRTConfig()) -> None:
+    """Raise EngineUnavailable with a one-line reason unless TensorRT can run here."""
+    index = device_index(config.device)
+    import_tensorrt()
+    try:
+        probe(index)
+    except CudaUnavailable as exc:
+        raise EngineUnavailable(str(exc)) from None
+
+
+@dataclass(slots=True)
+class Ticket:
+    """A batch submitted to the GPU; `TensorRTEngine.result` turns it into output."""
+
+    slot: int
+    output: np.ndarray | None = None
+
+
+class TensorRTEngine:
+    name = "tensorrt"
+
+    def __init__(self, model: CARDRN, info: ModelInfo, config: TensorRTConfig = TensorRTConfig(), *,
+                 log: Callable[[str], None] = _stderr) -> None:
+        self.model, self.info, self.config = model, info, config
+        self.device = f"cuda:{device_index(config.device)}"
+        self.planes = model.args.channels + model.args.cond_channels
+        self._log = log
+        self._lock = threading.Lock()  # guards _runners (background builds add to it)
+        self._runners: list[TrtRunner] = []
+        self._tickets: dict[int, Ticket] = {}
+        self._next_slot = 0
+        self._cancel = threading.Event()
+        self._ctx: PrimaryContext | None = None
+        self._pipe: CudaPipeline | None = None
+        self._graphs: GraphSource | None = None
+        self._standby = None
+        self._builds: BackgroundBuilds[ShapeProfile] = BackgroundBuilds(self.prepare_profile, log=log,
+                                                                         describe=ShapeProfile.label)
+        self.loaded: list[dict] = []  # sidecars of the engines in use (for `engine build`, benchmarks)
+
+    # -- lifecycle -----------------------------------------------------------------
+    def __enter__(self) -> "TensorRTEngine":
+        check_available(self.config)
+        self._trt = import_tensorrt()
+        self._ctx = PrimaryContext(device_index(self.config.device))
+        with self._ctx:
+            self.facts: DeviceFacts = probe(self._ctx.index)
+            self._pipe = CudaPipeline(slots=self.config.in_flight)
+        self._cache = EngineCache(self.config.cache_dir)
+        self._graphs = GraphSource(self.model)
+        try:
+            for profile in parse_shapes(",".join(self.config.shapes), self.config.max_batch):
+                self.prepare_profile(profile)
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._cancel.set()  # a background build stops at its next step
+        self._builds.join()
+        self._close_standby()
+        if self._ctx is not None:
+            with self._ctx:
+                if self._pipe is not None:
+                    self._pipe.close()
+                for runner in self._runners:
+                    runner.close()
+            self._runners.clear()
+            self._tickets.clear()
+            self._ctx.close()
+            self._ctx = None
+        if self._graphs is not None:
+            self._graphs.close()
+            self._graphs = None
+
+    def _close_standby(self) -> None:
+        if self._standby is not None:
+            self._standby.__exit__(None, None, None)
+            self._standby = None
+
+    # -- engines per shape ---------------------------------------------------------
+    def key_for(self, profile: ShapeProfile) -> EngineKey:
+        return EngineKey(
+            model=self.info.name, onnx_sha256=onnx_sha256(self._graphs.path(self.config.fp16)),
+            tensorrt=".".join(map(str, trt_version(self._trt))), gpu=self.facts.name,
+            compute_capability=self.facts.compute_capability, precision=self.config.precision,
+            profile=profile, workspace_mib=self.config.workspace_mib, opt_level=self.config.opt_level,
+            min_psnr_db=self.config.min_psnr_db,
+        )
+
+    def _runner(self, batch: int, height: int, width: int) -> TrtRunner | None:
+        with self._lock:
+            profile = pick_profile([r.profile for r in self._runners], batch, height, width)
+            return next((r for r in self._runners if r.profile == profile), None) if profile else None
+
+    def ready(self, batch: int, height: int, width: int) -> bool:
+        return self._runner(batch, height, width) is not None
+
+    def prepare(self, height: int, width: int) -> TrtRunner:
+        """Load or build (blocking) the engine for frames of height x width."""
+        return self._runner(1, height, width) or self.prepare_profile(
+            exact_profile(height, width, self.config.max_batch))
+
+    def prepare_profile(self, profile: ShapeProfile) -> TrtRunner:
+        key = self.key_for(profile)
+        with self._ctx:
+            for attempt in (1, 2):
+                loaded = self._cache.get_or_build(key, lambda: self._build(key, profile), log=self._log)
+                try:
+                    runner = TrtRunner(self._trt, trt_logger(self._trt), loaded.engine)
+                except EngineRejected as exc:
+                    if loaded.built or attempt == 2:
+                        raise EngineUnavailable(f"TensorRT cannot load the engine it just built: {exc}") from None
+                    self._cache.invalidate(key, sha256_bytes(loaded.engine), str(exc), log=self._log)
+                    continue
+                break
+        gate = loaded.meta.get("gate", {})
+        self._log(f"TensorRT engine {'built' if loaded.built else 'loaded'}: {loaded.path.name} "
+                  f"({loaded.meta.get('variant', '?')}, gate {gate.get('steps', [{}])[-1].get('psnr_db', '?')} dB)")
+        with self._lock:
+            self._runners.append(runner)
+            self.loaded.append({**loaded.meta, "path": str(loaded.path)})
+        return runner
+
+    def _build(self, key: EngineKey, profile: ShapeProfile) -> Built:
+        request = BuildRequest(
+            label=key.stem(), precision=self.config.precision, profile=profile, planes=self.planes,
+            workspace_mib=self.config.workspace_mib, opt_level=self.config.opt_level,
+            min_psnr_db=self.config.min_psnr_db, log_path=self._cache.log_path(key), cancel=self._cancel,
+        )
+        frames = sample_frames(self.planes, self.model.args.channels, profile.height[1], profile.width[1],
+                               count=self.config.gate_frames)
+        reference = reference_output(self.model, frames)  # FP32 on the CPU: exact, and the GPU stays free
+        logger = trt_logger(self._trt)
+        try:
+            built, timing = build_with_gate(
+                self._trt, request, self._graphs, timing_cache=self._cache.read_timing_cache(key),
+                measure=lambda engine: measure_psnr(self._trt, logger, engine, frames, reference), log=self._log)
+        except (BuildFailed, GateFailed) as exc:
+            raise EngineUnavailable(str(exc)) from None
+        self._cache.write_timing_cache(key, timing)
+        return built
+
+    # -- running -------------------------------------------------------------------
+    def submit(self, batch: np.ndarray) -> Ticket:
+        """Queue `batch` (N <= max_batch) on the GPU and return at once (after the host
+        copy into page-locked memory); up to `in_flight` batches run overlapped."""
+        n, planes, height, width = self._check(batch)
+        if n > self.config.max_batch:
+            raise ValueError(f"batch of {n} frames is over max_batch {self.config.max_batch}")
+        runner = self._runner(n, height, width) or self.prepare(height, width)
+        with self._ctx:
+            index = self._next_slot
+            self._next_slot = (index + 1) % len(self._pipe.slots)
+            self._collect(index)  # the slot's previous batch must be off the GPU first
+            slot = self._pipe.slots[index]
+            x = np.ascontiguousarray(batch, dtype=runner.input_dtype)
+            out_shape = runner.output_shape(x.shape)
+            self._pipe.upload(slot, x, out_shape, runner.output_dtype)
+            runner.enqueue(slot.in_ptr, slot.out_ptr, self._pipe.compute_handle)
+            self._pipe.download(slot)
+        ticket = self._tickets[index] = Ticket(index)
+        return ticket
+
+    def _collect(self, index: int) -> None:
+        ticket = self._tickets.pop(index, None)
+        if ticket is not None and ticket.output is None:
+            ticket.output = self._pipe.wait(self._pipe.slots[index]).astype(np.float32, copy=False)
+
+    def result(self, ticket: Ticket) -> np.ndarray:
+        """The output of a submitted batch (waits for its download)."""
+        if ticket.output is None:
+            with self._ctx:
+                self._collect(ticket.slot)
+        if ticket.output is None:
+            raise RuntimeError("this ticket's slot was reused before its result was taken")
+        return ticket.output
+
+    def infer_stream(self, batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Outputs of `batches` in order, keeping `in_flight` of them on the GPU."""
+        pending: list[Ticket] = []
+        for batch in batches:
+            if len(pending) == len(self._pipe.slots):
+                yield self.result(pending.pop(0))
+            pending.append(self.submit(batch))
+        for ticket in pending:
+            yield self.result(ticket)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        n, _, height, width = self._check(batch)
+        if not self.ready(min(n, self.config.max_batch), height, width) and self.config.while_building == "standby":
+            profile = exact_profile(height, width, self.config.max_batch)
+            if self._builds.request(profile) != "ready":
+                return self._serve_standby(batch, profile)
+        if self._standby is not None and not self._builds.pending:
+            self._log(f"TensorRT engine ready for {width}x{height}; switched from torch to tensorrt")
+            self._close_standby()
+        step = self.config.max_batch
+        return np.concatenate(list(self.infer_stream(batch[i:i + step] for i in range(0, n, step))))
+
+    def _serve_standby(self, batch: np.ndarray, profile: ShapeProfile) -> np.ndarray:
+        if self._standby is None:
+            from .torch_engine import TorchConfig, TorchEngine
+
+            self._log(f"TensorRT engine for {profile.label()} is being prepared (a first build takes minutes); "
+                      f"serving with torch FP16 on {self.device} meanwhile")
+            self._standby = TorchEngine(self.model, self.info, TorchConfig(
+                device=self.device, fp16=True, max_batch=self.config.max_batch)).__enter__()
+        return self._standby.infer(batch)
+
+    def _check(self, batch: np.ndarray) -> tuple[int, int, int, int]:
+        if self._ctx is None:
+            raise RuntimeError("TensorRTEngine used outside `with engine:`")
+        if batch.ndim != 4 or batch.shape[1] != self.planes:
+            raise ValueError(f"expected a batch N x {self.planes} x H x W, got shape {tuple(batch.shape)}")
+        return batch.shape  # type: ignore[return-value]
+
+    def memory(self) -> dict[str, int]:
+        """Bytes in use: activation memory of the loaded engines, page-locked I/O
+        buffers (the device copies are as large), and the device's free/total."""
+        with self._lock:
+            activations = sum(r.activation_bytes for r in self._runners)
+        with self._ctx:
+            free, total = self._ctx.memory()
+        return {"activation_bytes": activations, "io_bytes": self._pipe.host_bytes,
+                "device_free_bytes": free, "device_total_bytes": total}

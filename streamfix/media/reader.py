@@ -105,7 +105,8 @@ class MediaReader:
     """Open `source` (a path or URL); `video` describes it, `items()` streams it.
 
     Use as a context manager: the container is closed on exit, also on error.
-    `items()` can be iterated once.
+    `items()` can be iterated once. Packets and `copy_streams` belong to the open
+    container: hand them to the writer before the reader is closed.
     """
 
     def __init__(self, source: str | Path, *, input_format: str | None = None,
@@ -138,10 +139,12 @@ class MediaReader:
                              f"not a media file, or it is truncated or corrupt") from None
         container = self._container
         if not container.streams.video:
-            kinds = ", ".join(f"{s.type} ({s.codec_context.name})" for s in container.streams) or "nothing"
+            kinds = ", ".join(f"{s.type} ({s.codec_context.name if s.codec_context else 'unknown codec'})"
+                              for s in container.streams) or "nothing"
             self.close()
+            hint = "; if it should hold video, the file is corrupt" if "unknown codec" in kinds else ""
             raise InputError(f"{self.source}: has no video stream (it holds {kinds}); "
-                             f"streamfix restores video and still images only")
+                             f"streamfix restores video and still images only{hint}")
         self._stream = container.streams.video[0]
         ctx = self._stream.codec_context
         ctx.thread_type = "AUTO"
@@ -207,8 +210,8 @@ class MediaReader:
     def _container_items(self) -> Iterator[DecodedFrame | av.Packet]:
         container, stream = self._container, self._stream
         wanted = [stream, *self.copy_streams]
-        index = 0
-        timing = _Timestamps(stream)
+        self._index = 0
+        self._timing = _Timestamps(stream)
         try:
             for packet in container.demux(wanted):
                 if packet.stream.index != stream.index:
@@ -217,16 +220,25 @@ class MediaReader:
                     continue
                 if packet.size:
                     packet.opaque = (packet.size, self._mjpeg_quality(packet))
-                for frame in packet.decode():
-                    timing.fill(frame)
-                    self._check_same_shape(frame, index)
-                    size, quality = frame.opaque if frame.opaque is not None else (None, None)
-                    yield DecodedFrame(index=index, frame=frame, qp_map=frame_qp_map(frame),
-                                       packet_bytes=size, jpeg_quality=quality)
-                    index += 1
+                yield from self._decoded(stream.decode(packet))
         except av.error.FFmpegError as exc:
-            raise InputError(f"{self.source}: reading failed after {index} frames ({exc.strerror}); "
+            # Frames the decoder already holds (frame threads, B-frame delay) decoded
+            # fine: hand them out before reporting where reading stopped.
+            try:
+                yield from self._decoded(stream.decode(None))
+            except av.error.FFmpegError:
+                pass
+            raise InputError(f"{self.source}: reading failed after {self._index} frames ({exc.strerror}); "
                              f"the file is truncated or corrupt from there on") from None
+
+    def _decoded(self, frames: list[av.VideoFrame]) -> Iterator[DecodedFrame]:
+        for frame in frames:
+            self._timing.fill(frame)
+            self._check_same_shape(frame, self._index)
+            size, quality = frame.opaque if frame.opaque is not None else (None, None)
+            yield DecodedFrame(index=self._index, frame=frame, qp_map=frame_qp_map(frame),
+                               packet_bytes=size, jpeg_quality=quality)
+            self._index += 1
 
     def _mjpeg_quality(self, packet: av.Packet) -> int | None:
         if not self._is_mjpeg:
@@ -254,9 +266,12 @@ class MediaReader:
     # --- lifetime --------------------------------------------------------------
 
     def close(self) -> None:
+        """Close the container. Its streams and packets die with it (touching them
+        afterwards crashes inside FFmpeg), so copy_streams is emptied too."""
         if self._container is not None:
             self._container.close()
             self._container = None
+        self.copy_streams = []
 
     def __enter__(self) -> MediaReader:
         return self

@@ -182,10 +182,28 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from .benchmarks.bench import add_arguments
+
+    p = sub.add_parser("bench", help="measure engine and pipeline speed on this machine",
+                       description="Frames per second of each engine (model only) at 480p and 720p, "
+                                   "then of the whole pipeline on a generated clip.")
+    add_arguments(p)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .benchmarks.bench import config_from_args, run
+
+    # Progress on stderr, the markdown report on stdout (so it can be redirected).
+    print(run(config_from_args(args), log=lambda line: print(line, file=sys.stderr, flush=True)))
+    return 0
+
+
 COMMANDS = {
     "train": (_add_train, _cmd_train),
     "run": (_add_run, _cmd_run),
     "info": (_add_info, _cmd_info),
+    "bench": (_add_bench, _cmd_bench),
 }
 
 

@@ -1,0 +1,1 @@
+"""Speed benchmarks (installed as `streamfix.benchmarks`, so `streamfix bench` can run them)."""

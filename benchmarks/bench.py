@@ -1,0 +1,327 @@
+"""How fast the engines run CAR-DRN here, and how much of that the pipeline keeps.
+
+    python benchmarks/bench.py                     # same as: streamfix bench
+    streamfix bench --engines onnxruntime --sizes 854x480 --batches 1 --repeats 2
+
+Two measurements, printed as markdown tables (benchmarks/cpu.md records them):
+
+1. Engine only: `engine.infer` on a batch already in memory, through the same
+   `choose()` wrapper the pipeline uses; the median of `repeats` calls after
+   `warmup` calls (the first call allocates buffers and picks kernels). A quality
+   column compares each variant's output with eager float32 PyTorch, so a faster
+   but less exact variant (bf16) shows what it costs.
+2. End to end: `streamfix.pipeline` on a generated H.264 clip (CRF 40, so every
+   frame is restored), timed between the first and the last frame written, which
+   leaves out start-up (model load, ONNX export, session creation) and the final
+   flush. The ratio to the engine-only figure says what decoding, batching, plane
+   conversion and encoding cost on top of the model (target: >= 0.9).
+
+Numbers are only comparable when measured on the same machine in the same state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    # label -> (engine, options of that engine's config)
+    "onnxruntime": ("onnxruntime", {}),
+    "torch": ("torch", {}),
+    # oneDNN runs bf16 convolutions on AMX / AVX-512 BF16 units; NHWC is the layout
+    # those kernels want.
+    "torch-bf16": ("torch", {"cpu_bf16": True, "channels_last": "on"}),
+    "onnxruntime-fp16": ("onnxruntime", {"fp16": True}),
+    "tensorrt": ("tensorrt", {}),
+}
+QP = 40  # the conditioning value fed to the QP model: a low-bitrate stream
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BenchConfig:
+    model: str = "video-x264-qp"
+    variants: tuple[str, ...] = ("onnxruntime", "torch", "torch-bf16")
+    sizes: tuple[tuple[int, int], ...] = ((854, 480), (1280, 720))  # width, height
+    batches: tuple[int, ...] = (1, 4)
+    repeats: int = 3
+    warmup: int = 1
+    device: str = "auto"
+    pipeline_frames: int = 20  # 0 skips the end-to-end measurement
+    pipeline_size: tuple[int, int] = (854, 480)
+    pipeline_batch: int = 4
+
+
+@dataclass(slots=True)
+class EngineRow:
+    variant: str
+    size: tuple[int, int]
+    batch: int
+    seconds: list[float] = field(default_factory=list)  # per call
+    psnr_vs_fp32: float | None = None
+
+    @property
+    def fps(self) -> float:
+        return self.batch / statistics.median(self.seconds)
+
+
+@dataclass(slots=True)
+class PipelineRow:
+    variant: str
+    size: tuple[int, int]
+    batch: int
+    frames: int
+    restored: int
+    steady_fps: float
+    wall_fps: float
+    engine_fps: float | None
+
+    @property
+    def ratio(self) -> float | None:
+        return self.steady_fps / self.engine_fps if self.engine_fps else None
+
+
+def sample_picture(width: int, height: int, shift: int = 0) -> np.ndarray:
+    """A gray picture with texture, edges and 8x8 blocking, in [0, 1]."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    x = x + shift
+    picture = 0.5 + 0.25 * np.sin(x / 23.0) * np.cos(y / 17.0) + 0.15 * np.sign(np.sin((x + y) / 40.0))
+    blocks = picture[: height // 8 * 8, : width // 8 * 8]
+    means = blocks.reshape(height // 8, 8, width // 8, 8).mean(axis=(1, 3))
+    picture[: height // 8 * 8, : width // 8 * 8] = np.kron(means, np.ones((8, 8), np.float32)) * 0.5 + blocks * 0.5
+    return np.clip(picture, 0.0, 1.0)
+
+
+def model_batch(width: int, height: int, batch: int) -> np.ndarray:
+    frame = np.stack([sample_picture(width, height), np.full((height, width), QP / 51.0, np.float32)])
+    return np.ascontiguousarray(np.broadcast_to(frame, (batch, *frame.shape)))
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    err = float(np.mean((np.clip(a, 0, 1).astype(np.float64) - np.clip(b, 0, 1)) ** 2))
+    return float("inf") if err == 0 else 10 * np.log10(1.0 / err)
+
+
+def _engine(variant: str, model, info, device: str, batch: int):
+    from streamfix.engines.select import choose, engine_config
+
+    name, options = VARIANTS[variant]
+    configs = {name: engine_config(name, options, f"variant {variant}")}
+    engine, _ = choose(model, info, engine=name, device=device, max_batch=batch, configs=configs,
+                       log=lambda line: None)
+    return engine
+
+
+def bench_engines(config: BenchConfig, log=print) -> list[EngineRow]:
+    import torch
+
+    from streamfix.models import load_model
+
+    model, info = load_model(config.model)
+    rows = []
+    for width, height in config.sizes:
+        reference: dict[int, np.ndarray] = {}
+        for batch in config.batches:
+            x = model_batch(width, height, batch)
+            for variant in config.variants:
+                row = EngineRow(variant, (width, height), batch)
+                with _engine(variant, model, info, config.device, batch) as engine:
+                    for _ in range(config.warmup):
+                        out = engine.infer(x)
+                    for _ in range(config.repeats):
+                        start = time.perf_counter()
+                        out = engine.infer(x)
+                        row.seconds.append(time.perf_counter() - start)
+                if batch == config.batches[0]:
+                    if batch not in reference:
+                        with torch.inference_mode():
+                            reference[batch] = model(torch.from_numpy(x[:1])).numpy()
+                    row.psnr_vs_fp32 = _psnr(out[:1], reference[batch])
+                log(f"  {variant:<17} {width}x{height} batch {batch}: {row.fps:6.2f} frames/s")
+                rows.append(row)
+    return rows
+
+
+def make_clip(path: Path, width: int, height: int, frames: int) -> Path:
+    """An H.264 clip of a slowly panning test picture at CRF 40 (every frame's mean QP
+    is well above the level the QP model leaves alone)."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "40", "preset": "veryfast"}
+        for i in range(frames):
+            luma = (sample_picture(width, height, shift=3 * i) * 255).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(luma, format="gray").reformat(format="yuv420p")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+class _FrameClock:
+    """A pipeline progress reporter that only notes when each frame was written."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def update(self, frames: int = 1) -> None:
+        self.times.extend([time.perf_counter()] * frames)
+
+    def log(self, message: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def bench_pipeline(config: BenchConfig, engine_rows: list[EngineRow], log=print) -> list[PipelineRow]:
+    try:
+        from streamfix.pipeline import Pipeline
+        from streamfix.run_config import RunConfig
+    except ImportError as exc:
+        log(f"  end-to-end skipped: the pipeline cannot be imported ({exc})")
+        return []
+    width, height = config.pipeline_size
+    batch = config.pipeline_batch
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="streamfix-bench-") as tmp:
+        clip = make_clip(Path(tmp) / "clip.mp4", width, height, config.pipeline_frames)
+        for variant in config.variants:
+            name, options = VARIANTS[variant]
+            run_config = RunConfig(model=config.model, engine=name, device=config.device, batch=batch,
+                                   engines={name: options} if options else {})
+            clock = _FrameClock()
+            start = time.perf_counter()
+            result = Pipeline(clip, Path(tmp) / f"out-{variant}.mp4", run_config, progress=clock,
+                              log=lambda line: None).run()
+            wall = time.perf_counter() - start
+            # From the first batch written to the last: (frames - batch) frames.
+            span = clock.times[-1] - clock.times[batch - 1] if len(clock.times) > batch else 0.0
+            steady = (len(clock.times) - batch) / span if span > 0 else 0.0
+            engine_fps = next((r.fps for r in engine_rows
+                               if (r.variant, r.size, r.batch) == (variant, (width, height), batch)), None)
+            row = PipelineRow(variant, (width, height), batch, result.frames_out, result.restored,
+                              steady, result.frames_out / wall, engine_fps)
+            log(f"  pipeline {variant:<17} {width}x{height} batch {batch}: {row.steady_fps:6.2f} frames/s")
+            rows.append(row)
+    return rows
+
+
+def engine_table(rows: list[EngineRow]) -> str:
+    lines = ["| engine | size | batch | s/call (median) | frames/s | PSNR vs FP32 torch (dB) |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        quality = "" if r.psnr_vs_fp32 is None else f"{r.psnr_vs_fp32:.1f}"
+        lines.append(f"| {r.variant} | {r.size[0]}x{r.size[1]} | {r.batch} | "
+                     f"{statistics.median(r.seconds):.3f} | {r.fps:.2f} | {quality} |")
+    return "\n".join(lines)
+
+
+def pipeline_table(rows: list[PipelineRow]) -> str:
+    lines = ["| engine | size | batch | frames (restored) | pipeline frames/s (steady) | incl. start-up "
+             "| engine-only frames/s | ratio |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        engine = "" if r.engine_fps is None else f"{r.engine_fps:.2f}"
+        ratio = "" if r.ratio is None else f"{r.ratio:.2f}"
+        lines.append(f"| {r.variant} | {r.size[0]}x{r.size[1]} | {r.batch} | {r.frames} ({r.restored}) | "
+                     f"{r.steady_fps:.2f} | {r.wall_fps:.2f} | {engine} | {ratio} |")
+    return "\n".join(lines)
+
+
+def machine_line() -> str:
+    import os
+    import platform
+
+    import onnxruntime
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{cpu}, {os.cpu_count()} cores, {gpu}; torch {torch.__version__}, "
+            f"onnxruntime {onnxruntime.__version__}; load average {load}")
+
+
+def run(config: BenchConfig, log=print) -> str:
+    """Run both measurements; log progress lines and return the markdown report."""
+    log(f"machine: {machine_line()}")
+    engine_rows = bench_engines(config, log)
+    report = f"Machine: {machine_line()}\n\nEngine only, model {config.model}:\n\n{engine_table(engine_rows)}\n"
+    if config.pipeline_frames:
+        pipeline_rows = bench_pipeline(config, engine_rows, log)
+        if pipeline_rows:
+            report += f"\nEnd to end ({config.pipeline_frames}-frame H.264 clip):\n\n{pipeline_table(pipeline_rows)}\n"
+    return report
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit() or int(width) < 1 or int(height) < 1:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 854x480, got {text!r}")
+    return int(width), int(height)
+
+
+def _list(kind):
+    def parse(text: str) -> tuple:
+        return tuple(kind(item) for item in text.split(",") if item)
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = BenchConfig()
+    parser.add_argument("--model", default=d.model, help=f"model name or weights file (default {d.model})")
+    parser.add_argument("--engines", type=_list(str), default=d.variants,
+                        help=f"comma-separated, from: {', '.join(VARIANTS)} (default {','.join(d.variants)})")
+    parser.add_argument("--sizes", type=_list(_size), default=d.sizes, help="e.g. 854x480,1280x720")
+    parser.add_argument("--batches", type=_list(int), default=d.batches, help="e.g. 1,4")
+    parser.add_argument("--repeats", type=int, default=d.repeats, help="timed calls per case")
+    parser.add_argument("--warmup", type=int, default=d.warmup, help="untimed calls first")
+    parser.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--pipeline-frames", type=int, default=d.pipeline_frames,
+                        help="frames of the end-to-end clip; 0 skips it")
+    parser.add_argument("--pipeline-batch", type=int, default=d.pipeline_batch)
+    parser.add_argument("--pipeline-size", type=_size, default=d.pipeline_size)
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    from streamfix.errors import OptionError
+
+    unknown = [v for v in args.engines if v not in VARIANTS]
+    if unknown:
+        raise OptionError(f"unknown engine {unknown[0]!r} for bench: use {', '.join(VARIANTS)}")
+    if args.repeats < 1 or args.warmup < 0 or args.pipeline_frames < 0 or args.pipeline_batch < 1:
+        raise OptionError("--repeats and --pipeline-batch must be >= 1; --warmup and --pipeline-frames >= 0")
+    if not args.batches or min(args.batches) < 1 or not args.sizes or not args.engines:
+        raise OptionError("--engines, --sizes and --batches need at least one value; batches >= 1")
+    if args.pipeline_frames and args.pipeline_frames <= args.pipeline_batch:
+        raise OptionError("--pipeline-frames must exceed --pipeline-batch to time a steady state")
+    return BenchConfig(model=args.model, variants=args.engines, sizes=args.sizes, batches=args.batches,
+                       repeats=args.repeats, warmup=args.warmup, device=args.device,
+                       pipeline_frames=args.pipeline_frames, pipeline_size=args.pipeline_size,
+                       pipeline_batch=args.pipeline_batch)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    print(run(config_from_args(parser.parse_args(argv))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -149,7 +149,8 @@ def choose_pix_fmt(codec: str, wanted: str, width: int, height: int) -> str:
         return wanted
 
     def layout(f: av.VideoFormat) -> tuple:
-        return (len(f.components), f.chroma_width(64), f.chroma_height(64), f.is_rgb)
+        # RGB counts as 4:4:4, so an RGB still going into H.264 becomes yuv444p.
+        return (len(f.components), f.chroma_width(64), f.chroma_height(64))
 
     formats = [av.VideoFormat(name) for name in offered]
     same = [f for f in formats if layout(f) == layout(want)]
@@ -234,15 +235,16 @@ class MediaWriter:
 
     def _add_video_stream(self) -> av.video.stream.VideoStream:
         cfg, info = self.config, self.video
+        try:
+            if av.Codec(cfg.codec, "w").type != "video":
+                raise ValueError(f"{cfg.codec} is not a video encoder")
+        except (ValueError, av.error.FFmpegError) as exc:
+            raise OutputError(f"unknown or unusable encoder {cfg.codec!r} ({exc}); try libx264 or ffv1") from None
         self.pix_fmt = choose_pix_fmt(cfg.codec, cfg.pix_fmt or info.pix_fmt, info.width, info.height)
         if self.pix_fmt != (cfg.pix_fmt or info.pix_fmt):
             self.log(f"{cfg.codec} cannot encode {cfg.pix_fmt or info.pix_fmt} at {info.size}: "
                      f"writing {self.pix_fmt} instead")
-        try:
-            stream = self._container.add_stream(cfg.codec, rate=info.average_rate or 25,
-                                                options=self._encoder_options())
-        except (ValueError, av.error.FFmpegError) as exc:
-            raise OutputError(f"unknown or unusable encoder {cfg.codec!r} ({exc}); try libx264 or ffv1") from None
+        stream = self._container.add_stream(cfg.codec, rate=info.average_rate or 25, options=self._encoder_options())
         ctx = stream.codec_context
         stream.width, stream.height, stream.pix_fmt = info.width, info.height, self.pix_fmt
         # The encoder works in the source's time base, so every pts passes unchanged.

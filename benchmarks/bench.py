@@ -100,7 +100,7 @@ def sample_picture(width: int, height: int, shift: int = 0) -> np.ndarray:
 
 def model_batch(width: int, height: int, batch: int) -> np.ndarray:
     frame = np.stack([sample_picture(width, height), np.full((height, width), QP / 51.0, np.float32)])
-    return np.ascontiguousarray(np.broadcast_to(frame, (batch, *frame.shape)))
+    return np.repeat(frame[None], batch, axis=0)
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -112,7 +112,10 @@ class TorchEngine:
             raise ValueError(
                 f"expected a batch N x {self._in_channels} x H x W, got shape {tuple(batch.shape)}"
             )
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        if not x.flags.writeable:  # torch.from_numpy warns on read-only memory (e.g. a broadcast)
+            x = x.copy()
+        x = torch.from_numpy(x)
         with torch.inference_mode():
             x = x.to(self.device, non_blocking=True)
             if self._half:

@@ -125,7 +125,7 @@ def image_from_frame(frame: av.VideoFrame, *, colorspace: int = SPACE_UNSPECIFIE
     if name == "gray":
         return Image.fromarray(plane_to_array(frame, 0), mode="L")
     if name == "gray16le":
-        return Image.fromarray(plane_to_array(frame, 0), mode="I;16")
+        return Image.fromarray(plane_to_array(frame, 0))  # uint16 arrays become I;16
     if name == "yuvj444p":
         return Image.fromarray(np.dstack([plane_to_array(frame, i) for i in range(3)]), mode="YCbCr")
     if name != "rgb24":

@@ -35,9 +35,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # label -> (engine, options of that engine's config)
     "onnxruntime": ("onnxruntime", {}),
     "torch": ("torch", {}),
-    # oneDNN runs bf16 convolutions on AMX / AVX-512 BF16 units; NHWC is the layout
-    # those kernels want.
-    "torch-bf16": ("torch", {"cpu_bf16": True, "channels_last": "on"}),
+    # oneDNN runs bf16 convolutions on AMX / AVX-512 BF16 units where present.
+    "torch-bf16": ("torch", {"cpu_bf16": True}),
     "onnxruntime-fp16": ("onnxruntime", {"fp16": True}),
     "tensorrt": ("tensorrt", {}),
 }

@@ -8,10 +8,12 @@ tags, rotation, size, pixel format.
 
 from __future__ import annotations
 
+import av
 import numpy as np
 import pytest
 
 import mediagen as mg
+from streamfix.media.planes import array_to_plane, plane_to_array
 from streamfix.media.reader import DecodedFrame, MediaReader
 from streamfix.media.writer import EncodeConfig, MediaWriter
 
@@ -212,3 +214,47 @@ def test_raw_h264_without_timestamps_gets_regular_ones(tmp_path):
     times = mg.probe(out).frame_times()
     assert len(times) == 8
     assert np.allclose(np.diff(times), 0.04)
+
+
+def fresh_copy(frame: av.VideoFrame) -> av.VideoFrame:
+    """What the restore stage hands the writer: a new frame with planes, pts, time_base."""
+    out = av.VideoFrame(frame.width, frame.height, frame.format.name)
+    for i in range(len(frame.planes)):
+        array_to_plane(out, i, plane_to_array(frame, i))
+    out.pts, out.time_base = frame.pts, frame.time_base
+    return out
+
+
+@pytest.mark.parametrize("make", [mg.colour_tagged, mg.full_range_yuvj, mg.rotated, mg.ten_bit],
+                         ids=["bt709", "yuvj", "rotated", "10-bit"])
+def test_fresh_frames_with_planes_and_pts_only_keep_everything(tmp_path, make):
+    """The writer takes colour, range, rotation and format from VideoInfo, not from the
+    frames, because restored frames carry nothing but planes and timestamps."""
+    clip = make(tmp_path / "in.mp4")
+    with MediaReader(clip.path) as reader:
+        with MediaWriter(tmp_path / "out.mp4", reader.video, reader.copy_streams,
+                         EncodeConfig(preset="ultrafast"), log=lambda line: None) as writer:
+            for item in reader.items():
+                writer.write_frame(fresh_copy(item.frame))
+    src, dst = mg.probe(clip.path), mg.probe(tmp_path / "out.mp4")
+    assert_same_video_timing(src, dst)
+    assert (dst.pix_fmt, dst.color, dst.frame_color, dst.rotation) == (src.pix_fmt, src.color, src.frame_color, src.rotation)
+
+
+def test_packets_can_outlive_the_reader(tmp_path):
+    """The pipeline may close the reader while the writer still has packets queued."""
+    clip = mg.h264_with_audio_and_subtitles(tmp_path / "in.mkv")
+    reader = MediaReader(clip.path)
+    writer = MediaWriter(tmp_path / "out.mkv", reader.video, reader.copy_streams,
+                         EncodeConfig(preset="ultrafast"), log=lambda line: None)
+    items = list(reader.items())
+    reader.close()
+    for item in items:
+        if isinstance(item, DecodedFrame):
+            writer.write_frame(item.frame)
+        else:
+            writer.write_packet(item)
+    writer.finish()
+    src, dst = mg.probe(clip.path), mg.probe(tmp_path / "out.mkv")
+    assert_same_video_timing(src, dst)
+    assert dst.stream("audio").packet_bytes == src.stream("audio").packet_bytes

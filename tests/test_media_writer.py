@@ -257,3 +257,20 @@ def test_uncopyable_stream_dropped_when_allowed_and_said(tmp_path):
     dst = mg.probe(tmp_path / "out.mkv")
     assert sorted(s.type for s in dst.streams) == ["audio", "video"]
     assert dst.stream("audio").packet_bytes == mg.probe(clip.path).stream("audio").packet_bytes
+
+
+def test_writer_refuses_to_overwrite_its_input(tmp_path):
+    clip = mg.write_clip(tmp_path / "in.mp4", frames=3)
+    before = clip.path.read_bytes()
+    with MediaReader(clip.path) as reader:
+        with pytest.raises(OutputError, match="is the input file itself"):
+            MediaWriter(clip.path, reader.video, [], FAST, source=clip.path, log=quiet)
+    assert clip.path.read_bytes() == before
+
+
+def test_yaml_option_values_become_strings(tmp_path):
+    clip = mg.write_clip(tmp_path / "in.mp4", frames=3)
+    config = from_dict(EncodeConfig, {"codec": "ffv1", "crf": None, "options": {"slices": 4}}, "encode")
+    with MediaReader(clip.path) as reader, MediaWriter(tmp_path / "out.mkv", reader.video, [], config, log=quiet) as w:
+        copy_frames(reader, w)
+    assert len(mg.probe(tmp_path / "out.mkv").frame_pts) == 3

@@ -183,13 +183,15 @@ class MediaWriter:
     """Encode frames and remux packets into `target`; see the module docstring.
 
     As a context manager: leaving with an exception calls `abort()`, leaving normally
-    calls `finish()` if the caller has not.
+    calls `finish()` if the caller has not. Pass `source` (the input path) to have a
+    target that is the input itself refused. `log` receives one line per decision
+    the user should know about (a changed pixel format, a dropped stream).
     """
 
     def __init__(self, target: str | Path, video: VideoInfo, copy_streams: list,
                  config: EncodeConfig | None = None, *, container_format: str | None = None,
-                 log: Callable[[str], None] = print) -> None:
-        self.target = check_writable(target, container_format=container_format)
+                 source: str | Path | None = None, log: Callable[[str], None] = print) -> None:
+        self.target = check_writable(target, source, container_format=container_format)
         self.partial = partial_path(self.target)
         self.video = video
         self.config = config or EncodeConfig()
@@ -271,7 +273,8 @@ class MediaWriter:
             options["crf"] = str(cfg.crf)
         if "preset" in private:
             options["preset"] = cfg.preset
-        options.update(cfg.options)
+        # YAML turns `slices: 4` into an int; FFmpeg options are strings.
+        options.update({key: str(value) for key, value in cfg.options.items()})
         return options
 
     def _frame_colour(self) -> dict[str, int]:
@@ -361,7 +364,9 @@ class MediaWriter:
     def write_packet(self, packet: av.Packet) -> None:
         """Remux one packet of a copied stream, unchanged, with its own timestamps."""
         self._check_open()
-        stream = self._copy_map.get(packet.stream.index)
+        # stream_index, not packet.stream: the index stays valid even if the input
+        # container has been closed meanwhile (its stream objects have not).
+        stream = self._copy_map.get(packet.stream_index)
         if stream is None or not packet.size:  # a dropped stream, or a flush marker
             return
         packet.stream = stream

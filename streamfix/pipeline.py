@@ -325,13 +325,16 @@ class Pipeline:
                 if batch is END:
                     break
                 self._control.put(out, self._run_stages(worker, stages, batch))
-            self._control.put(out, END)
+        except KeyboardInterrupt:
+            self._control.drain.set()  # raised by a stage: same as Ctrl-C
         finally:
             for stage in reversed(opened):
                 try:
                     stage.close()
                 except Exception as exc:  # noqa: BLE001 - reported like any stage failure
                     self._control.fail(_Failure(stage.name, None, exc))
+        # The encoder writes until END, so it must come even after an interruption.
+        self._control.put(out, END)
 
     def _run_stages(self, worker: _Worker, stages: list[Any], batch: Batch) -> list[Any]:
         if not batch.frames:

@@ -274,3 +274,15 @@ def test_yaml_option_values_become_strings(tmp_path):
     with MediaReader(clip.path) as reader, MediaWriter(tmp_path / "out.mkv", reader.video, [], config, log=quiet) as w:
         copy_frames(reader, w)
     assert len(mg.probe(tmp_path / "out.mkv").frame_pts) == 3
+
+
+def test_source_frame_types_do_not_force_the_output_gop(tmp_path):
+    """Decoded frames remember I/P/B; x264 would obey them and copy the source's GOP."""
+    clip = mg.write_clip(tmp_path / "in.mkv", frames=12, encoder_options={"g": "3", "bf": "0"})
+    with MediaReader(clip.path) as reader, MediaWriter(tmp_path / "out.mkv", reader.video, [], FAST, log=quiet) as w:
+        copy_frames(reader, w)
+    keyframes = []
+    for path in (clip.path, tmp_path / "out.mkv"):
+        with av.open(str(path)) as container:
+            keyframes.append(sum(p.is_keyframe for p in container.demux(video=0) if p.size))
+    assert keyframes == [4, 1]

@@ -204,6 +204,10 @@ class TensorRTEngine:
     def ready(self, batch: int, height: int, width: int) -> bool:
         return self._runner(batch, height, width) is not None
 
+    def wait_for_builds(self) -> None:
+        """Block until every background build has finished (or failed)."""
+        self._builds.join()
+
     def prepare(self, height: int, width: int) -> TrtRunner:
         """Load or build (blocking) the engine for frames of height x width."""
         return self._runner(1, height, width) or self.prepare_profile(
@@ -227,7 +231,7 @@ class TensorRTEngine:
                   f"({loaded.meta.get('variant', '?')}, gate {gate.get('steps', [{}])[-1].get('psnr_db', '?')} dB)")
         with self._lock:
             self._runners.append(runner)
-            self.loaded.append({**loaded.meta, "path": str(loaded.path)})
+            self.loaded.append({**loaded.meta, "path": str(loaded.path), "built": loaded.built})
         return runner
 
     def _build(self, key: EngineKey, profile: ShapeProfile) -> Built:

@@ -24,15 +24,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 import av
 
-from ..errors import OptionError, OutputError
+from ..errors import OutputError
 from . import stills
+from .encoding import EncodeConfig, choose_pix_fmt, encoder_options, parse_bitrate
 from .reader import VideoInfo
+
+# EncodeConfig and the helpers are part of this module's interface.
+__all__ = ["EncodeConfig", "MediaWriter", "check_writable", "choose_pix_fmt", "container_format_for",
+           "parse_bitrate", "partial_path"]
 
 # Output suffix -> FFmpeg muxer. Anything else needs an explicit container_format.
 CONTAINER_FORMATS = {
@@ -40,52 +44,12 @@ CONTAINER_FORMATS = {
     ".ts": "mpegts", ".m2ts": "mpegts", ".mts": "mpegts", ".avi": "avi", ".nut": "nut",
     ".flv": "flv",
 }
-# Encoders that cannot code an odd width/height with subsampled (4:2:0/4:2:2) chroma:
-# for odd sizes they get the 4:4:4 format of the same bit depth instead.
-EVEN_SIZE_ENCODERS = frozenset({"libx264", "libx265", "h264_nvenc", "hevc_nvenc", "av1_nvenc", "libsvtav1"})
 # Muxers that accept any codec when asked (no codec table) but cannot really carry
 # these: MPEG-TS would write text subtitles as an unlabelled private stream.
 MUXER_REFUSES = {"mpegts": frozenset({"mov_text", "subrip", "srt", "ass", "ssa", "webvtt", "text"})}
 # Mux stream tags that describe the old file and would be wrong in the new one.
 STALE_TAG_PREFIXES = ("DURATION", "NUMBER_OF_", "_STATISTICS")
-_BITRATE_UNITS = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EncodeConfig:
-    """How the restored video is encoded (the audio/subtitles are never re-encoded)."""
-
-    codec: str = "libx264"
-    crf: int | None = 16              # ignored by codecs without a crf option
-    bitrate: str | None = None        # "4M", "800k": a target bitrate instead of crf
-    preset: str = "medium"            # ignored by codecs without a preset option
-    pix_fmt: str | None = None        # None: keep the input's
-    options: dict[str, str] = field(default_factory=dict)   # extra encoder options
-    drop_uncopyable: bool = False     # drop (and log) streams the container cannot hold
-
-    def __post_init__(self) -> None:
-        if self.crf is not None and not 0 <= self.crf <= 63:
-            raise OptionError(f"crf {self.crf} is out of range; use 0 (lossless) to 51 for x264")
-        if self.bitrate is not None:
-            parse_bitrate(self.bitrate)
-        if self.pix_fmt is not None:
-            try:
-                av.VideoFormat(self.pix_fmt)
-            except (ValueError, av.error.FFmpegError):
-                raise OptionError(f"unknown pixel format {self.pix_fmt!r}; try yuv420p or yuv420p10le") from None
-
-
-def parse_bitrate(text: str) -> int:
-    """'4M' -> 4000000, '800k' -> 800000, '1500000' -> 1500000."""
-    value = text.strip().lower()
-    unit = value[-1:] if value[-1:] in _BITRATE_UNITS else ""
-    try:
-        number = float(value[: len(value) - len(unit)])
-    except ValueError:
-        raise OptionError(f"bitrate {text!r} is not a number like 4M or 800k") from None
-    if number <= 0:
-        raise OptionError(f"bitrate {text!r} must be positive")
-    return int(number * _BITRATE_UNITS[unit])
 
 
 def partial_path(target: str | Path) -> Path:
@@ -129,54 +93,6 @@ def check_writable(target: str | Path, source: str | Path | None = None, *,
     if not (container_format is None and stills.is_image_target(target)):
         container_format_for(target, container_format)
     return target
-
-
-def choose_pix_fmt(codec: str, wanted: str, width: int, height: int) -> str:
-    """`wanted` if the encoder takes it, else the nearest format it takes.
-
-    Nearest = same chroma layout and bit depth, then same layout at any depth (deeper
-    first), then the encoder's first format. Odd sizes with subsampled chroma become
-    4:4:4 for encoders that need even sizes (H.264/HEVC cannot code them otherwise)."""
-    want = av.VideoFormat(wanted)
-    if (width % 2 or height % 2) and codec in EVEN_SIZE_ENCODERS and _subsampled(want):
-        wanted = _full_chroma(want)
-        want = av.VideoFormat(wanted)
-    try:
-        offered = [f.name for f in (av.Codec(codec, "w").video_formats or ())]
-    except av.error.FFmpegError:
-        offered = []
-    if not offered or wanted in offered:
-        return wanted
-
-    def layout(f: av.VideoFormat) -> tuple:
-        # RGB counts as 4:4:4, so an RGB still going into H.264 becomes yuv444p.
-        return (len(f.components), f.chroma_width(64), f.chroma_height(64))
-
-    formats = [av.VideoFormat(name) for name in offered]
-    same = [f for f in formats if layout(f) == layout(want)]
-    exact_depth = [f for f in same if _depth(f) == _depth(want)]
-    if exact_depth:
-        return exact_depth[0].name
-    if same:
-        return max(same, key=lambda f: (_depth(f) >= _depth(want), -abs(_depth(f) - _depth(want)))).name
-    return offered[0]
-
-
-def _depth(f: av.VideoFormat) -> int:
-    return max(c.bits for c in f.components)
-
-
-def _subsampled(f: av.VideoFormat) -> bool:
-    return len(f.components) >= 3 and (f.chroma_width(64) < 64 or f.chroma_height(64) < 64)
-
-
-def _full_chroma(f: av.VideoFormat) -> str:
-    """yuv420p -> yuv444p, yuvj420p -> yuvj444p, yuv420p10le -> yuv444p10le."""
-    name = f.name
-    for sub in ("420", "422", "411", "440"):
-        if sub in name:
-            return name.replace(sub, "444", 1)
-    return "yuv444p"
 
 
 class MediaWriter:
@@ -246,7 +162,7 @@ class MediaWriter:
         if self.pix_fmt != (cfg.pix_fmt or info.pix_fmt):
             self.log(f"{cfg.codec} cannot encode {cfg.pix_fmt or info.pix_fmt} at {info.size}: "
                      f"writing {self.pix_fmt} instead")
-        stream = self._container.add_stream(cfg.codec, rate=info.average_rate or 25, options=self._encoder_options())
+        stream = self._container.add_stream(cfg.codec, rate=info.average_rate or 25, options=encoder_options(cfg))
         ctx = stream.codec_context
         stream.width, stream.height, stream.pix_fmt = info.width, info.height, self.pix_fmt
         # The encoder works in the source's time base, so every pts passes unchanged.
@@ -261,21 +177,6 @@ class MediaWriter:
         if info.rotation:
             stream.set_display_rotation(info.rotation)
         return stream
-
-    def _encoder_options(self) -> dict[str, str]:
-        cfg = self.config
-        try:
-            private = {o.name for o in av.CodecContext.create(cfg.codec, "w").supported_options.private}
-        except (ValueError, av.error.FFmpegError):
-            private = set()
-        options: dict[str, str] = {}
-        if cfg.crf is not None and cfg.bitrate is None and "crf" in private:
-            options["crf"] = str(cfg.crf)
-        if "preset" in private:
-            options["preset"] = cfg.preset
-        # YAML turns `slices: 4` into an int; FFmpeg options are strings.
-        options.update({key: str(value) for key, value in cfg.options.items()})
-        return options
 
     def _frame_colour(self) -> dict[str, int]:
         """Colour tags to write; a yuvj format is full range whatever the input said."""

@@ -1,0 +1,121 @@
+"""How the restored video is encoded: the encode config and the output pixel format.
+
+The default is x264 CRF 16 preset medium, because the output must not add back the
+artifacts just removed. The output keeps the input's pixel format when the encoder
+takes it, otherwise the nearest one it takes (same chroma layout and bit depth where
+possible), so 8-bit stays 8-bit and 10-bit stays 10-bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import av
+
+from ..errors import OptionError
+
+# Encoders that cannot code an odd width/height with subsampled (4:2:0/4:2:2) chroma:
+# for odd sizes they get the 4:4:4 format of the same bit depth instead.
+EVEN_SIZE_ENCODERS = frozenset({"libx264", "libx265", "h264_nvenc", "hevc_nvenc", "av1_nvenc", "libsvtav1"})
+_BITRATE_UNITS = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EncodeConfig:
+    """How the restored video is encoded (the audio/subtitles are never re-encoded)."""
+
+    codec: str = "libx264"
+    crf: int | None = 16              # ignored by codecs without a crf option
+    bitrate: str | None = None        # "4M", "800k": a target bitrate instead of crf
+    preset: str = "medium"            # ignored by codecs without a preset option
+    pix_fmt: str | None = None        # None: keep the input's
+    options: dict[str, str] = field(default_factory=dict)   # extra encoder options
+    drop_uncopyable: bool = False     # drop (and log) streams the container cannot hold
+
+    def __post_init__(self) -> None:
+        if self.crf is not None and not 0 <= self.crf <= 63:
+            raise OptionError(f"crf {self.crf} is out of range; use 0 (lossless) to 51 for x264")
+        if self.bitrate is not None:
+            parse_bitrate(self.bitrate)
+        if self.pix_fmt is not None:
+            try:
+                av.VideoFormat(self.pix_fmt)
+            except (ValueError, av.error.FFmpegError):
+                raise OptionError(f"unknown pixel format {self.pix_fmt!r}; try yuv420p or yuv420p10le") from None
+
+
+def parse_bitrate(text: str) -> int:
+    """'4M' -> 4000000, '800k' -> 800000, '1500000' -> 1500000."""
+    value = text.strip().lower()
+    unit = value[-1:] if value[-1:] in _BITRATE_UNITS else ""
+    try:
+        number = float(value[: len(value) - len(unit)])
+    except ValueError:
+        raise OptionError(f"bitrate {text!r} is not a number like 4M or 800k") from None
+    if number <= 0:
+        raise OptionError(f"bitrate {text!r} must be positive")
+    return int(number * _BITRATE_UNITS[unit])
+
+
+def encoder_options(config: EncodeConfig) -> dict[str, str]:
+    """The FFmpeg options for `config`: crf and preset only where the encoder has them."""
+    try:
+        private = {o.name for o in av.CodecContext.create(config.codec, "w").supported_options.private}
+    except (ValueError, av.error.FFmpegError):
+        private = set()
+    options: dict[str, str] = {}
+    if config.crf is not None and config.bitrate is None and "crf" in private:
+        options["crf"] = str(config.crf)
+    if "preset" in private:
+        options["preset"] = config.preset
+    # YAML turns `slices: 4` into an int; FFmpeg options are strings.
+    options.update({key: str(value) for key, value in config.options.items()})
+    return options
+
+
+def choose_pix_fmt(codec: str, wanted: str, width: int, height: int) -> str:
+    """`wanted` if the encoder takes it, else the nearest format it takes.
+
+    Nearest = same chroma layout and bit depth, then same layout at any depth (deeper
+    first), then the encoder's first format. Odd sizes with subsampled chroma become
+    4:4:4 for encoders that need even sizes (H.264/HEVC cannot code them otherwise)."""
+    want = av.VideoFormat(wanted)
+    if (width % 2 or height % 2) and codec in EVEN_SIZE_ENCODERS and _subsampled(want):
+        wanted = _full_chroma(want)
+        want = av.VideoFormat(wanted)
+    try:
+        offered = [f.name for f in (av.Codec(codec, "w").video_formats or ())]
+    except av.error.FFmpegError:
+        offered = []
+    if not offered or wanted in offered:
+        return wanted
+
+    def layout(f: av.VideoFormat) -> tuple:
+        # RGB counts as 4:4:4, so an RGB still going into H.264 becomes yuv444p.
+        return (len(f.components), f.chroma_width(64), f.chroma_height(64))
+
+    formats = [av.VideoFormat(name) for name in offered]
+    same = [f for f in formats if layout(f) == layout(want)]
+    exact_depth = [f for f in same if _depth(f) == _depth(want)]
+    if exact_depth:
+        return exact_depth[0].name
+    if same:
+        return max(same, key=lambda f: (_depth(f) >= _depth(want), -abs(_depth(f) - _depth(want)))).name
+    return offered[0]
+
+
+def _depth(f: av.VideoFormat) -> int:
+    return max(c.bits for c in f.components)
+
+
+def _subsampled(f: av.VideoFormat) -> bool:
+    return len(f.components) >= 3 and (f.chroma_width(64) < 64 or f.chroma_height(64) < 64)
+
+
+def _full_chroma(f: av.VideoFormat) -> str:
+    """yuv420p -> yuv444p, yuvj420p -> yuvj444p, yuv420p10le -> yuv444p10le."""
+    name = f.name
+    for sub in ("420", "422", "411", "440"):
+        if sub in name:
+            return name.replace(sub, "444", 1)
+    return "yuv444p"

@@ -224,3 +224,21 @@ def test_errors_are_one_line(tmp_path):
         with pytest.raises(InputError) as failure:
             MediaReader(case)
         assert "\n" not in str(failure.value) and str(case) in str(failure.value)
+
+
+def test_repeated_timestamps_are_made_increasing(tmp_path):
+    """A badly muxed file repeats a pts; every frame must still come out, in order."""
+    clip = mg.write_clip(tmp_path / "in.mkv", frames=8, encoder_options={"bf": "0"})
+    damaged = tmp_path / "repeated.mkv"
+    with av.open(str(clip.path)) as src, av.open(str(damaged), "w") as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(video=0):
+            if packet.size:
+                if packet.pts == 120:  # frame 3 claims frame 2's time
+                    packet.pts = packet.dts = 80
+                packet.stream = stream
+                dst.mux(packet)
+    _, frames, _ = read_all(damaged)
+    pts = [f.frame.pts for f in frames]
+    assert len(pts) == 8
+    assert all(b > a for a, b in zip(pts, pts[1:]))

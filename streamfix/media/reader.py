@@ -13,7 +13,8 @@ Rules this module keeps, and why:
   really outputs (size, pixel format, colour tags, rotation), and an input with no
   decodable frame fails before any output file exists.
 - A frame without a timestamp (raw .h264 streams have none) gets one, one frame
-  period after the previous frame, because the writer needs a pts for every frame.
+  period after the previous frame, and a frame whose timestamp does not advance is
+  moved one tick later, because the writer needs increasing pts for every frame.
 - Each coded packet's size (and an MJPEG packet's JPEG quality) travels to its frame
   through FFmpeg's opaque copy, which survives B-frame reordering.
 - Still images never go through FFmpeg: see stills.py.
@@ -281,7 +282,13 @@ class MediaReader:
 
 
 class _Timestamps:
-    """Gives frames without a pts one: the previous pts plus one frame period."""
+    """Every frame leaves with a pts later than the previous frame's.
+
+    A frame without one (raw .h264 has none) gets its dts, or the previous pts plus
+    one frame period. A frame whose pts does not advance (damaged or badly muxed
+    files) is moved one tick after the previous frame: muxers refuse equal or falling
+    timestamps, and dropping the frame would lose it.
+    """
 
     def __init__(self, stream: av.video.stream.VideoStream) -> None:
         self.time_base = stream.time_base
@@ -298,6 +305,8 @@ class _Timestamps:
                 frame.pts = frame.dts
             else:
                 frame.pts = self.first if self.last is None else self.last + self.step
+        elif self.last is not None and frame.pts <= self.last:
+            frame.pts = self.last + 1
         self.last = frame.pts
 
 

@@ -80,3 +80,52 @@ def needs_restoring(info: ModelInfo, *, qp_map: np.ndarray | None = None, frame_
     if frame_qp is not None:
         return frame_qp >= CLEAN_QP
     return False
+
+
+# HEVC: FFmpeg's decoder exports no QP map, so the frame QP is estimated from the
+# coded size of the frame. Fitted by `python -m streamfix.train.calibrate_hevc
+# ../shared/data/train --clips 160` on x265 encodes of training pictures (CRF 15-48,
+# presets medium/fast/slow) against x265's own per-frame QP:
+#   I-frames:   QP = 26.64 - 4.650 * log2(bits per pixel)       rms error 4.4 QP
+#   P-frames:   I-frame estimate + 3.59                          rms error 4.4 QP
+#   B-frames:   I-frame estimate + 7.04                          rms error 4.1 QP
+# (P/B frames fitted on their own sizes are much worse, rms 7 QP: their size depends
+# on motion more than on the quantizer.) Before the first I-frame of a stream the
+# per-type size fits are used: P: 20.90 - 2.893 log2(bpp), B: 14.36 - 3.716 log2(bpp).
+HEVC_I_FIT = (26.64, -4.650)
+HEVC_OFFSET_FROM_I = {"P": 3.59, "B": 7.04}
+HEVC_OWN_FIT = {"P": (20.90, -2.893), "B": (14.36, -3.716)}
+ESTIMATED_QP_CODECS = frozenset({"hevc"})
+
+
+_PICTURE_TYPES = {1: "I", 2: "P", 3: "B", "I": "I", "P": "P", "B": "B"}
+
+
+class FrameQpEstimator:
+    """Estimates the QP of frames whose decoder exports no QP map (HEVC), one stream
+    at a time: the estimate of the latest I-frame anchors the P and B frames after it."""
+
+    def __init__(self) -> None:
+        self._last_i: float | None = None
+
+    def estimate(self, packet_bytes: int | None, width: int, height: int, pict_type: object) -> float | None:
+        """`pict_type`: "I"/"P"/"B" or FFmpeg's AVPictureType number (1/2/3), which
+        is what PyAV 18 gives as `frame.pict_type`."""
+        if not packet_bytes or width <= 0 or height <= 0:
+            return None
+        bpp = max(8.0 * packet_bytes, 1.0) / (width * height)
+        kind = _PICTURE_TYPES.get(pict_type, _PICTURE_TYPES.get(getattr(pict_type, "name", None), "P"))
+        if kind == "I":
+            a, b = HEVC_I_FIT
+            self._last_i = a + b * float(np.log2(bpp))
+            return self._last_i
+        if self._last_i is not None:
+            return self._last_i + HEVC_OFFSET_FROM_I[kind]
+        a, b = HEVC_OWN_FIT[kind]
+        return a + b * float(np.log2(bpp))
+
+
+def qp_estimator_for(codec_name: str | None) -> FrameQpEstimator | None:
+    """A fresh estimator for a codec whose QP can be estimated, else None (frames of
+    such codecs carry no strength and a QP-conditioned model leaves them alone)."""
+    return FrameQpEstimator() if codec_name in ESTIMATED_QP_CODECS else None

@@ -42,9 +42,6 @@ VIDEO_MODEL = "video-x264-qp"
 # their strength is the quantization table, which the JPEG model is conditioned on.
 JPEG_CODECS = frozenset({"mjpeg", "jpeg", "jpegls"})
 COLOUR_FIELDS = ("color_range", "colorspace", "color_primaries", "color_trc")
-# Optional: written alongside the models; without it, frames of decoders that export
-# no QP map (HEVC, VP9, ...) pass through unrestored.
-_estimate_frame_qp = getattr(conditioning, "estimate_frame_qp", None)
 
 
 def choose_model(video: Any) -> str:
@@ -200,6 +197,9 @@ class Restorer:
         self._loaded: dict[str, tuple[ModelInfo, Any, list]] = {}
         self._current: str | None = None
         self._codec: str | None = None
+        # Decoders without a QP map (HEVC) get a frame QP estimated from frame sizes;
+        # others (VP9, AV1, ...) carry no strength and pass through unrestored.
+        self._qp_estimator: conditioning.FrameQpEstimator | None = None
         self._warned_unknown = False
         self.restored = 0
         self.passed_through = 0
@@ -220,6 +220,7 @@ class Restorer:
     def prepare(self, video: Any) -> ModelInfo:
         """Pick (and load) the model for an input described by a VideoInfo."""
         self._codec = video.codec_name
+        self._qp_estimator = conditioning.qp_estimator_for(video.codec_name)
         self._current = str(self._choice) if self._choice is not None else choose_model(video)
         return self._load(self._current)[0]
 
@@ -272,9 +273,9 @@ class Restorer:
     def strength_of(self, decoded: Any) -> Strength:
         """A DecodedFrame's strength; the frame QP is estimated when there is no map."""
         frame_qp = None
-        if decoded.qp_map is None and _estimate_frame_qp is not None and self._codec and decoded.packet_bytes:
-            frame_qp = _estimate_frame_qp(self._codec, decoded.packet_bytes,
-                                          decoded.frame.width, decoded.frame.height)
+        if decoded.qp_map is None and self._qp_estimator is not None:
+            frame_qp = self._qp_estimator.estimate(decoded.packet_bytes, decoded.frame.width,
+                                                   decoded.frame.height, decoded.frame.pict_type)
         return Strength(decoded.qp_map, frame_qp, decoded.jpeg_quality)
 
     def restore_frames(self, frames: Sequence[av.VideoFrame], strengths: Sequence[Strength]) -> list[av.VideoFrame]:

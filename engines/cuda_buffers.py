@@ -194,6 +194,10 @@ class CudaPipeline:
         slot.downloaded.synchronize()
         return slot.host_out[: slot.out_count].reshape(slot.out_shape).copy()
 
+    def sync_compute(self) -> None:
+        """Block until everything queued on the compute stream has run."""
+        self.compute.synchronize()
+
     def synchronize(self) -> None:
         for stream in (self.copy_in, self.compute, self.copy_out):
             stream.synchronize()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -287,6 +288,26 @@ class TensorRTEngine:
         if ticket.output is None:
             raise RuntimeError("this ticket's slot was reused before its result was taken")
         return ticket.output
+
+    def measure_compute(self, batch: np.ndarray, repeats: int = 10) -> float:
+        """Seconds per batch of GPU compute alone: the batch is uploaded once and run
+        `repeats` times back to back, nothing copied back (benchmarks compare this
+        with the model's arithmetic ceiling)."""
+        n, _, height, width = self._check(batch)
+        runner = self._runner(n, height, width) or self.prepare(height, width)
+        with self._ctx:
+            index = self._next_slot
+            self._collect(index)
+            slot = self._pipe.slots[index]
+            x = np.ascontiguousarray(batch, dtype=runner.input_dtype)
+            self._pipe.upload(slot, x, runner.output_shape(x.shape), runner.output_dtype)
+            runner.enqueue(slot.in_ptr, slot.out_ptr, self._pipe.compute_handle)  # warm-up
+            self._pipe.sync_compute()
+            start = time.perf_counter()
+            for _ in range(repeats):
+                runner.enqueue(slot.in_ptr, slot.out_ptr, self._pipe.compute_handle)
+            self._pipe.sync_compute()
+            return (time.perf_counter() - start) / repeats
 
     def infer_stream(self, batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Outputs of `batches` in order, keeping `in_flight` of them on the GPU."""

@@ -73,12 +73,14 @@ class GraphSource:
         self.model = model
         self._dir = tempfile.TemporaryDirectory(prefix="streamfix-onnx-")
         self._paths: dict[bool, Path] = {}
+        self._lock = threading.Lock()  # background builds ask from their own threads
 
     def path(self, fp16: bool) -> Path:
-        if fp16 not in self._paths:
-            name = "model_fp16.onnx" if fp16 else "model_fp32.onnx"
-            self._paths[fp16] = export_onnx(self.model, Path(self._dir.name) / name, fp16=fp16)
-        return self._paths[fp16]
+        with self._lock:
+            if fp16 not in self._paths:
+                name = "model_fp16.onnx" if fp16 else "model_fp32.onnx"
+                self._paths[fp16] = export_onnx(self.model, Path(self._dir.name) / name, fp16=fp16)
+            return self._paths[fp16]
 
     def variant(self, name: str) -> bytes:
         """Serialized graph of gate variant `name` (fp16, fp16-tail1, ..., fp32)."""
@@ -250,8 +252,7 @@ def _build(trt: ModuleType, logger, onnx_bytes: bytes, request: BuildRequest, ti
         raise BuildFailed(f"TensorRT could not build {request.label}; the builder log is {request.log_path}")
     engine = memoryview(serialized).tobytes()
     timing = memoryview(config.get_timing_cache().serialize()).tobytes()
-    config.progress_monitor = None
-    del monitor
+    del monitor  # only now: the builder is done calling it
     return engine, timing
 
 

@@ -354,12 +354,15 @@ def test_first_use_builds_per_resolution_and_slots_return_in_order(simulated_gpu
         tickets = [engine.submit(b) for b in batches[:3]]  # the third reuses slot 0
         outs = [engine.result(t) for t in tickets] + list(engine.infer_stream(batches[3:]))
         odd = engine.infer(_frames(4, height=7, width=9))  # another size: another engine, 4 > max_batch
+        assert [e[1][0] for e in SIM.log if e[0] == "execute"][-2:] == [3, 1]  # 4 frames as 3 + 1
         assert len(engine.loaded) == 2 and engine.loaded[1]["path"].endswith(".engine")
         assert engine.memory()["device_total_bytes"] == 80 << 30
+        executed = len([e for e in SIM.log if e[0] == "execute"])
+        assert engine.measure_compute(batches[0], repeats=5) >= 0
+        assert len([e for e in SIM.log if e[0] == "execute"]) == executed + 6  # warm-up + 5, no copies back
     for want, have in zip(expected, outs):
         assert have.shape == want.shape and output_psnr(want, have) >= 45.0
     assert odd.shape == (4, 1, 7, 9)
-    assert [e[1][0] for e in SIM.log if e[0] == "execute"][-2:] == [3, 1]  # 4 frames as 3 + 1
 
 
 def test_engine_tensorrt_refuses_is_rebuilt(simulated_gpu, video_model, tmp_path):

@@ -269,8 +269,41 @@ def _cmd_engine(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval", help="measure restoration against pristine sources (PSNR, SSIM, PSNR-B)",
+        description="JPEG-compress image folders at given qualities and/or encode lossless videos at given "
+                    "codec settings, restore them exactly as `streamfix run` does, and compare with the "
+                    "sources on the luma plane. Writes report.md, results.json and crops.png.")
+    p.add_argument("--images", nargs="+", type=Path, default=[], metavar="FOLDER", help="folders of pristine images")
+    p.add_argument("--quality", nargs="+", type=_positive_int, default=[10], metavar="Q",
+                   help="JPEG qualities for --images (default: 10)")
+    p.add_argument("--video", nargs="+", type=Path, default=[], metavar="SOURCE",
+                   help="lossless videos: a folder of frames, a .y4m or a lossless video file")
+    p.add_argument("--setting", nargs="+", default=[], metavar="CODEC[:PRESET]:CRF",
+                   help="encodings for --video, e.g. libx264:40 libx265:medium:40")
+    p.add_argument("--model", help="model name or weights file (default: chosen per input, as in `run`)")
+    p.add_argument("--engine", default="auto", choices=["auto", "torch", "onnxruntime", "tensorrt"])
+    p.add_argument("--chroma", choices=["passthrough", "luma_model"], help="what to do with colour planes")
+    p.add_argument("--out", type=Path, default=Path("eval-out"), help="output folder (default: eval-out)")
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import VideoSetting, evaluate
+
+    options = {"model": args.model, "engine": args.engine}
+    if args.chroma:
+        options["chroma"] = args.chroma
+    evaluate(images=args.images, qualities=args.quality, videos=args.video,
+             settings=[VideoSetting.parse(s) for s in args.setting], out_dir=args.out,
+             restorer_options=options, log=lambda line: print(line, file=sys.stderr))
+    print(f"report: {args.out / 'report.md'}")
+    return 0
+
+
 COMMANDS = {
     "train": (_add_train, _cmd_train),
+    "eval": (_add_eval, _cmd_eval),
     "run": (_add_run, _cmd_run),
     "info": (_add_info, _cmd_info),
     "bench": (_add_bench, _cmd_bench),

@@ -124,7 +124,11 @@ class MediaReader:
         else:
             self._open_container(input_format, options)
             self._items = self._container_items()
-        self.video = self._peek_first_frame()
+        try:
+            self.video = self._peek_first_frame()
+        except BaseException:
+            self.close()  # no `with` has taken over yet: close the container here
+            raise
 
     # --- opening ---------------------------------------------------------------
 
@@ -162,7 +166,6 @@ class MediaReader:
             self._pending.append(item)
             if isinstance(item, DecodedFrame):
                 return self._describe(item.frame)
-        self.close()
         raise InputError(f"{self.source}: contains no decodable video frame (zero frames); "
                          f"the file is empty, cut before its first frame, or corrupt")
 

@@ -12,7 +12,8 @@ Rules this module keeps, and why:
   frames, display rotation, sample aspect ratio. Colour tags come from VideoInfo,
   not from the frames, because restored frames are new frames with planes only.
 - The default encode is x264 CRF 16 preset medium: the output must not add back the
-  artifacts just removed. Codecs without CRF (ffv1, mpeg4, ...) get no CRF option.
+  artifacts just removed. Codecs without CRF (ffv1, mpeg4, ...) get no CRF option
+  (encoding.py holds the config and the pixel-format choice).
 - While writing, the file is `<stem>.partial<suffix>`; `finish()` renames it to the
   target, so a file under the target name is always complete. `abort()` closes what
   was written (still playable) and leaves it under the partial name.
@@ -49,7 +50,6 @@ CONTAINER_FORMATS = {
 MUXER_REFUSES = {"mpegts": frozenset({"mov_text", "subrip", "srt", "ass", "ssa", "webvtt", "text"})}
 # Mux stream tags that describe the old file and would be wrong in the new one.
 STALE_TAG_PREFIXES = ("DURATION", "NUMBER_OF_", "_STATISTICS")
-
 
 
 def partial_path(target: str | Path) -> Path:
@@ -289,7 +289,11 @@ class MediaWriter:
         self._closed = True
         if self.frames_written == 0:
             raise OutputError(f"{self.target}: no frame was written; the incomplete output is left at {self.partial}")
-        os.replace(self.partial, self.target)
+        try:
+            os.replace(self.partial, self.target)
+        except OSError as exc:
+            raise OutputError(f"{self.target}: the finished output could not take its name ({exc}); "
+                              f"it is complete at {self.partial}") from None
         return self.target
 
     def abort(self) -> Path:

@@ -286,3 +286,15 @@ def test_source_frame_types_do_not_force_the_output_gop(tmp_path):
         with av.open(str(path)) as container:
             keyframes.append(sum(p.is_keyframe for p in container.demux(video=0) if p.size))
     assert keyframes == [4, 1]
+
+
+def test_directory_without_write_permission_is_refused(tmp_path, monkeypatch):
+    """Tests run as root here, where chmod cannot take the right away; ask os.access."""
+    import os
+
+    real_access = os.access
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(locked) else real_access(path, mode))
+    with pytest.raises(OutputError, match="no permission to write"):
+        check_writable(locked / "out.mp4")

@@ -13,6 +13,12 @@ Copied streams (audio, subtitles) travel in the same queues as the frames, insid
 batch they were demuxed next to, so the writer receives everything in demux order
 and the muxer's interleaving stays what the input had.
 
+Setup happens in the caller's thread before any other starts: the stages open (the
+restore stage loads its model and engine) and the writer opens the output, so a bad
+model, engine, encoder or output path is reported at once as its own one-line error.
+Stages are closed in the caller's thread too; only `process` runs on the process
+thread (engines accept calls from a thread other than the one that opened them).
+
 Ending:
 - Normal end: the decode thread sends END; each thread forwards it; the main thread
   finishes the output (flushes the encoder, renames `.partial` to the target).
@@ -130,11 +136,6 @@ class _Stopped(Exception):
 
 
 @dataclass(slots=True)
-class _OutputStart:
-    video: Any  # the VideoInfo the stages produce: what the writer encodes
-
-
-@dataclass(slots=True)
 class _Failure:
     stage: str
     index: int | None
@@ -224,6 +225,7 @@ class Pipeline:
         self._control = _Control()
         self._writer: MediaWriter | None = None
         self._frames_in = 0
+        self._expected_frames: int | None = None
 
     def interrupt(self) -> None:
         self._control.drain.set()
@@ -235,21 +237,62 @@ class Pipeline:
                         log=lambda message: self._emit(message))
 
     def run(self) -> RunResult:
-        """Restore the whole input. Raises InputError/OutputError/OptionError before any
-        thread starts, PipelineError when a stage fails, PipelineInterrupted on Ctrl-C."""
+        """Restore the whole input. Setup problems (input, output, model, engine,
+        encoder) raise their own one-line errors before any thread starts; a stage
+        failing later raises PipelineError; Ctrl-C raises PipelineInterrupted."""
         stages = self._stages if self._stages is not None else build_stages(self.config.stages, self._make_restorer)
         check_writable(self.target, self.source)
         start = time.perf_counter()
         with MediaReader(self.source) as reader:
-            progress = self._progress or make_progress(self.config.progress, reader.video.frame_count,
-                                                       quiet=self._quiet)
-            self._emit = self._log or progress.log
+            opened: list[Any] = []
             try:
-                workers = self._start(reader, stages, progress)
-                interrupted = self._wait(workers)
+                try:
+                    progress = self._set_up(reader, stages, opened)
+                    workers = self._start(reader, stages, progress)
+                except BaseException:
+                    self._abort()
+                    raise
+                try:
+                    interrupted = self._wait(workers)
+                finally:
+                    progress.close()
             finally:
-                progress.close()
+                self._close_stages(opened)
             return self._conclude(workers, stages, interrupted, time.perf_counter() - start)
+
+    def _set_up(self, reader: MediaReader, stages: list[Any], opened: list[Any]) -> Progress:
+        """Open the stages (model, engine) and the writer, in the caller's thread.
+
+        Their messages (engine choice, fallbacks) are held back until both opened: when
+        setup fails, the error is the one line the user sees."""
+        held: list[str] = []
+        self._emit = held.append
+        video = reader.video
+        self._expected_frames = None if video.is_still else video.frame_count
+        for stage in stages:
+            try:
+                video = stage.open(video)
+            except StreamfixError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a plugin's bug, named as such
+                raise PipelineError(f"stage {stage.name!r} failed to open: {type(exc).__name__}: {exc}",
+                                    stage=stage.name, index=None, partial=None) from exc
+            opened.append(stage)
+        self._writer = MediaWriter(self.target, video, reader.copy_streams, self.config.encode,
+                                   log=lambda message: self._emit(message))
+        progress = self._progress or make_progress(self.config.progress, reader.video.frame_count,
+                                                   quiet=self._quiet)
+        self._emit = self._log or progress.log
+        for message in held:
+            self._emit(message)
+        return progress
+
+    def _close_stages(self, opened: list[Any]) -> None:
+        for stage in reversed(opened):
+            try:
+                stage.close()
+            except Exception as exc:  # noqa: BLE001 - reported like any stage failure
+                self._control.fail(_Failure(stage.name, None, exc))
 
     # --- threads ----------------------------------------------------------------
 
@@ -259,10 +302,8 @@ class Pipeline:
         workers = [
             _Worker("decode", lambda w: self._decode(w, reader.items(), decoded), self._control),
             _Worker("batch", lambda w: self._batch(w, decoded, batches), self._control),
-            _Worker("process", lambda w: self._process(w, reader.video, stages, batches, processed),
-                    self._control),
-            _Worker("encode", lambda w: self._encode(w, reader.copy_streams, processed, progress),
-                    self._control),
+            _Worker("process", lambda w: self._process(w, stages, batches, processed), self._control),
+            _Worker("encode", lambda w: self._encode(w, processed, progress), self._control),
         ]
         for worker in workers:
             worker.thread.start()
@@ -303,18 +344,8 @@ class Pipeline:
             for batch in ready:
                 self._control.put(out, batch, drain_stops=True)
 
-    def _process(self, worker: _Worker, video: Any, stages: list[Any], inp: queue.Queue,
-                 out: queue.Queue) -> None:
-        # Stages open, run and close on this one thread: engines may hold thread-bound
-        # state (CUDA contexts).
-        opened: list[Any] = []
+    def _process(self, worker: _Worker, stages: list[Any], inp: queue.Queue, out: queue.Queue) -> None:
         try:
-            for stage in stages:
-                worker.name = stage.name
-                video = stage.open(video)
-                opened.append(stage)
-            worker.name = "process"
-            self._control.put(out, _OutputStart(video))
             while True:
                 try:
                     batch = self._control.get(inp, drain_stops=True)
@@ -327,12 +358,6 @@ class Pipeline:
                 self._control.put(out, self._run_stages(worker, stages, batch))
         except KeyboardInterrupt:
             self._control.drain.set()  # raised by a stage: same as Ctrl-C
-        finally:
-            for stage in reversed(opened):
-                try:
-                    stage.close()
-                except Exception as exc:  # noqa: BLE001 - reported like any stage failure
-                    self._control.fail(_Failure(stage.name, None, exc))
         # The encoder writes until END, so it must come even after an interruption.
         self._control.put(out, END)
 
@@ -354,12 +379,8 @@ class Pipeline:
         worker.name = "process"
         return batch.with_frames(frames)
 
-    def _encode(self, worker: _Worker, copy_streams: list[Any], inp: queue.Queue, progress: Progress) -> None:
-        start = self._control.get(inp)
-        if start is END:
-            return
-        self._writer = MediaWriter(self.target, start.video, copy_streams, self.config.encode,
-                                   log=lambda message: self._emit(message))
+    def _encode(self, worker: _Worker, inp: queue.Queue, progress: Progress) -> None:
+        writer = self._writer
         while True:
             entries = self._control.get(inp)
             if entries is END:
@@ -367,11 +388,11 @@ class Pipeline:
             begin = time.perf_counter()
             for entry in entries:
                 if isinstance(entry, av.VideoFrame):
-                    worker.index = self._writer.frames_written
-                    self._writer.write_frame(entry)
+                    worker.index = writer.frames_written
+                    writer.write_frame(entry)
                     progress.update(1)
                 else:
-                    self._writer.write_packet(entry)
+                    writer.write_packet(entry)
             worker.timed("encode", begin)
 
     def _wait(self, workers: list[_Worker]) -> bool:
@@ -403,6 +424,8 @@ class Pipeline:
                 failure = _Failure("encode", writer.frames_written, exc)
         if failure is not None:
             raise self._error(failure, self._abort()) from failure.error
+        if not interrupted:
+            self._warn_if_short(self._expected_frames)
         result = RunResult(input=str(self.source), output=str(self.target), frames_in=self._frames_in,
                            frames_out=writer.frames_written if writer else 0, seconds=seconds,
                            interrupted=interrupted)
@@ -418,12 +441,25 @@ class Pipeline:
         return result
 
     def _abort(self) -> Path | None:
+        """Close the output under its partial name; returns that name, or None when
+        no frame had been written (an empty file helps nobody, so it is removed)."""
         if self._writer is None:
             return None
         try:
-            return self._writer.abort()
+            partial = self._writer.abort()
         except Exception:  # noqa: BLE001 - the original failure matters more
             return None
+        if self._writer.frames_written == 0:
+            partial.unlink(missing_ok=True)
+            return None
+        return partial
+
+    def _warn_if_short(self, expected: int | None) -> None:
+        """A cut MKV or MPEG-TS decodes without error up to the cut; say so when the
+        container promised many more frames than it held."""
+        if expected and self._frames_in < 0.8 * expected:
+            self._emit(f"streamfix: warning: {self.source} ended after {self._frames_in} frames where its header "
+                       f"suggests about {expected}; it may be truncated (the output holds every frame it had)")
 
     @staticmethod
     def _error(failure: _Failure, partial: Path | None) -> PipelineError:

@@ -8,8 +8,8 @@ A stage is any object with this shape (no base class to inherit):
     process(frames, context) -> frames     # one output frame per input frame, in order
     close() -> None                        # once, also after an error
 
-All three run on the pipeline's process thread, so a stage may hold thread-bound
-resources (a CUDA context). `context` carries what the frames alone cannot tell:
+`open` and `close` run in the caller's thread, `process` on the pipeline's process
+thread (one batch at a time, never concurrently). `context` carries what the frames alone cannot tell:
 the reader's side data for each source frame (QP map, packet size, JPEG quality) and
 an optional deadline for live use.
 

@@ -82,8 +82,12 @@ def test_a_failing_stage_stops_everything_and_says_where(tmp_path, clip, cpu_con
     assert "stage 'explode' failed at frame 3: ZeroDivisionError: boom" in str(error)
     assert stage.closed
     assert not target.exists()
-    assert error.partial.exists() and str(error.partial) in str(error)
-    assert len(mg.probe(error.partial).frame_pts) <= 3  # closed playable, holding what came before
+    # What was written before the failure is closed playable under the partial name
+    # (named in the message); if nothing was, no file is left.
+    if error.partial is None:
+        assert list(tmp_path.glob("out*")) == []
+    else:
+        assert str(error.partial) in str(error) and 0 < len(mg.probe(error.partial).frame_pts) <= 3
     assert not [t for t in threading.enumerate() if t.name.startswith("streamfix-")]
 
 

@@ -214,9 +214,15 @@ def _configure(trt: ModuleType, builder, network, request: BuildRequest, timing_
     profile.set_shape(name, lo, opt, hi)
     if config.add_optimization_profile(profile) < 0:
         raise BuildFailed(f"TensorRT refused the optimization profile {request.profile.label()} for input {name!r}")
-    cache = config.create_timing_cache(timing_cache)
-    if not config.set_timing_cache(cache, ignore_mismatch=False):
-        log("the stored TensorRT timing cache does not fit this GPU/version; starting a new one")
+    cache = None
+    if timing_cache:
+        try:
+            cache = config.create_timing_cache(timing_cache)
+        except Exception:  # a damaged file: the bindings raise rather than return None
+            cache = None
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        if timing_cache:
+            log("the stored TensorRT timing cache is damaged or for another GPU/version; starting a new one")
         config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
     return config
 

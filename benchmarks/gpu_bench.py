@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import re
 import statistics
 import subprocess
 import sys

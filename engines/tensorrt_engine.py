@@ -116,6 +116,14 @@ def check_available(config: TensorRTConfig = TensorRTConfig()) -> None:
         raise EngineUnavailable(str(exc)) from None
 
 
+def _gate_summary(meta: dict) -> str:
+    """'fp16, 58.3 dB from the FP32 model' from a sidecar."""
+    steps = meta.get("gate", {}).get("steps") or [{}]
+    psnr = steps[-1].get("psnr_db", "?")
+    psnr = f"{psnr:.1f}" if isinstance(psnr, float) else str(psnr)
+    return f"{meta.get('variant', '?')}, {psnr} dB from the FP32 model"
+
+
 @dataclass(slots=True)
 class Ticket:
     """A batch submitted to the GPU; `TensorRTEngine.result` turns it into output."""
@@ -138,7 +146,10 @@ class TensorRTEngine:
         self._tickets: dict[int, Ticket] = {}
         self._next_slot = 0
         self._cancel = threading.Event()
+        self._trt: ModuleType | None = None
         self._ctx: PrimaryContext | None = None
+        self.facts: DeviceFacts | None = None
+        self._cache: EngineCache | None = None
         self._pipe: CudaPipeline | None = None
         self._graphs: GraphSource | None = None
         self._standby = None
@@ -152,7 +163,7 @@ class TensorRTEngine:
         self._trt = import_tensorrt()
         self._ctx = PrimaryContext(device_index(self.config.device))
         with self._ctx:
-            self.facts: DeviceFacts = probe(self._ctx.index)
+            self.facts = probe(self._ctx.index)
             self._pipe = CudaPipeline(slots=self.config.in_flight)
         self._cache = EngineCache(self.config.cache_dir)
         self._graphs = GraphSource(self.model)
@@ -215,6 +226,11 @@ class TensorRTEngine:
             exact_profile(height, width, self.config.max_batch))
 
     def prepare_profile(self, profile: ShapeProfile) -> TrtRunner:
+        """Load the engine for `profile` from the cache, or build it (blocking)."""
+        with self._lock:
+            existing = next((r for r in self._runners if r.profile == profile), None)
+        if existing is not None:
+            return existing
         key = self.key_for(profile)
         with self._ctx:
             for attempt in (1, 2):
@@ -222,14 +238,13 @@ class TensorRTEngine:
                 try:
                     runner = TrtRunner(self._trt, trt_logger(self._trt), loaded.engine)
                 except EngineRejected as exc:
-                    if loaded.built or attempt == 2:
-                        raise EngineUnavailable(f"TensorRT cannot load the engine it just built: {exc}") from None
+                    if loaded.built or attempt == 2:  # a fresh build TensorRT refuses: no point retrying
+                        raise EngineUnavailable(f"TensorRT cannot load {loaded.path}: {exc}") from None
                     self._cache.invalidate(key, sha256_bytes(loaded.engine), str(exc), log=self._log)
                     continue
                 break
-        gate = loaded.meta.get("gate", {})
         self._log(f"TensorRT engine {'built' if loaded.built else 'loaded'}: {loaded.path.name} "
-                  f"({loaded.meta.get('variant', '?')}, gate {gate.get('steps', [{}])[-1].get('psnr_db', '?')} dB)")
+                  f"({_gate_summary(loaded.meta)})")
         with self._lock:
             self._runners.append(runner)
             self.loaded.append({**loaded.meta, "path": str(loaded.path), "built": loaded.built})
@@ -323,20 +338,23 @@ class TensorRTEngine:
         n, _, height, width = self._check(batch)
         if not self.ready(min(n, self.config.max_batch), height, width) and self.config.while_building == "standby":
             profile = exact_profile(height, width, self.config.max_batch)
-            if self._builds.request(profile) != "ready":
-                return self._serve_standby(batch, profile)
+            state = self._builds.request(profile)
+            if state != "ready":
+                return self._serve_standby(batch, profile, state)
         if self._standby is not None and not self._builds.pending:
             self._log(f"TensorRT engine ready for {width}x{height}; switched from torch to tensorrt")
             self._close_standby()
         step = self.config.max_batch
         return np.concatenate(list(self.infer_stream(batch[i:i + step] for i in range(0, n, step))))
 
-    def _serve_standby(self, batch: np.ndarray, profile: ShapeProfile) -> np.ndarray:
+    def _serve_standby(self, batch: np.ndarray, profile: ShapeProfile, state: str) -> np.ndarray:
         if self._standby is None:
             from .torch_engine import TorchConfig, TorchEngine
 
-            self._log(f"TensorRT engine for {profile.label()} is being prepared (a first build takes minutes); "
-                      f"serving with torch FP16 on {self.device} meanwhile")
+            why = ("its build failed (see above)" if state == "failed"
+                   else "it is being prepared (a first build takes minutes)")
+            self._log(f"no TensorRT engine for {profile.label()} yet: {why}; serving with torch FP16 on "
+                      f"{self.device} meanwhile")
             self._standby = TorchEngine(self.model, self.info, TorchConfig(
                 device=self.device, fp16=True, max_batch=self.config.max_batch)).__enter__()
         return self._standby.infer(batch)

@@ -312,7 +312,8 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="streamfix", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="streamfix", description="Remove compression artifacts (blocking, ringing) "
+                     "from video and images with CAR-DRN.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add, _ in COMMANDS.values():
         add(sub)

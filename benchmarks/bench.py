@@ -16,7 +16,11 @@ Two measurements, printed as markdown tables (benchmarks/cpu.md records them):
    flush. The ratio to the engine-only figure says what decoding, batching, plane
    conversion and encoding cost on top of the model (target: >= 0.9).
 
-Numbers are only comparable when measured on the same machine in the same state.
+Wall-clock figures need an otherwise idle machine. Each row therefore also gives the
+process CPU time per frame, which other programs on the machine barely change: with
+`--threads 1` it is close to what one idle core would take, and its ratios between
+engines (or between pipeline and engine) hold on a busy machine too. With more threads
+it also counts the time thread pools spend spinning, so compare it at one thread.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class BenchConfig:
     repeats: int = 3
     warmup: int = 1
     device: str = "auto"
+    threads: int = 0  # intra-op threads of the CPU engines; 0: their defaults (all cores)
     pipeline_frames: int = 20  # 0 skips the end-to-end measurement
     pipeline_size: tuple[int, int] = (854, 480)
     pipeline_batch: int = 4
@@ -64,12 +69,17 @@ class EngineRow:
     variant: str
     size: tuple[int, int]
     batch: int
-    seconds: list[float] = field(default_factory=list)  # per call
+    seconds: list[float] = field(default_factory=list)  # wall time per call
+    cpu_seconds: list[float] = field(default_factory=list)  # process CPU time per call
     psnr_vs_fp32: float | None = None
 
     @property
     def fps(self) -> float:
         return self.batch / statistics.median(self.seconds)
+
+    @property
+    def cpu_per_frame(self) -> float:
+        return statistics.median(self.cpu_seconds) / self.batch
 
 
 @dataclass(slots=True)
@@ -81,11 +91,18 @@ class PipelineRow:
     restored: int
     steady_fps: float
     wall_fps: float
-    engine_fps: float | None
+    cpu_per_frame: float
+    engine: EngineRow | None
 
     @property
     def ratio(self) -> float | None:
-        return self.steady_fps / self.engine_fps if self.engine_fps else None
+        return self.steady_fps / self.engine.fps if self.engine else None
+
+    @property
+    def cpu_ratio(self) -> float | None:
+        """Engine CPU time over pipeline CPU time per frame: the share of the pipeline's
+        work that is the model, i.e. the fps ratio to expect when the CPU is the limit."""
+        return self.engine.cpu_per_frame / self.cpu_per_frame if self.engine and self.cpu_per_frame else None
 
 
 def sample_picture(width: int, height: int, shift: int = 0) -> np.ndarray:
@@ -109,12 +126,19 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if err == 0 else 10 * np.log10(1.0 / err)
 
 
-def _engine(variant: str, model, info, device: str, batch: int):
+def _options(variant: str, threads: int) -> tuple[str, dict[str, Any]]:
+    name, options = VARIANTS[variant]
+    if threads and name in ("torch", "onnxruntime"):
+        options = {**options, "threads": threads}
+    return name, options
+
+
+def _engine(variant: str, model, info, config: BenchConfig, batch: int):
     from streamfix.engines.select import choose, engine_config
 
-    name, options = VARIANTS[variant]
+    name, options = _options(variant, config.threads)
     configs = {name: engine_config(name, options, f"variant {variant}")}
-    engine, _ = choose(model, info, engine=name, device=device, max_batch=batch, configs=configs,
+    engine, _ = choose(model, info, engine=name, device=config.device, max_batch=batch, configs=configs,
                        log=lambda line: None)
     return engine
 
@@ -132,19 +156,21 @@ def bench_engines(config: BenchConfig, log=print) -> list[EngineRow]:
             x = model_batch(width, height, batch)
             for variant in config.variants:
                 row = EngineRow(variant, (width, height), batch)
-                with _engine(variant, model, info, config.device, batch) as engine:
+                with _engine(variant, model, info, config, batch) as engine:
                     for _ in range(config.warmup):
                         out = engine.infer(x)
                     for _ in range(config.repeats):
-                        start = time.perf_counter()
+                        start, cpu = time.perf_counter(), time.process_time()
                         out = engine.infer(x)
                         row.seconds.append(time.perf_counter() - start)
+                        row.cpu_seconds.append(time.process_time() - cpu)
                 if batch == config.batches[0]:
                     if batch not in reference:
                         with torch.inference_mode():
                             reference[batch] = model(torch.from_numpy(x[:1])).numpy()
                     row.psnr_vs_fp32 = _psnr(out[:1], reference[batch])
-                log(f"  {variant:<17} {width}x{height} batch {batch}: {row.fps:6.2f} frames/s")
+                log(f"  {variant:<17} {width}x{height} batch {batch}: {row.fps:6.2f} frames/s, "
+                    f"{row.cpu_per_frame:.3f} CPU-s/frame")
                 rows.append(row)
     return rows
 
@@ -170,13 +196,16 @@ def make_clip(path: Path, width: int, height: int, frames: int) -> Path:
 
 
 class _FrameClock:
-    """A pipeline progress reporter that only notes when each frame was written."""
+    """A pipeline progress reporter that only notes when each frame was written
+    (wall clock and process CPU time)."""
 
     def __init__(self) -> None:
         self.times: list[float] = []
+        self.cpu: list[float] = []
 
     def update(self, frames: int = 1) -> None:
         self.times.extend([time.perf_counter()] * frames)
+        self.cpu.extend([time.process_time()] * frames)
 
     def log(self, message: str) -> None:
         pass
@@ -198,7 +227,7 @@ def bench_pipeline(config: BenchConfig, engine_rows: list[EngineRow], log=print)
     with tempfile.TemporaryDirectory(prefix="streamfix-bench-") as tmp:
         clip = make_clip(Path(tmp) / "clip.mp4", width, height, config.pipeline_frames)
         for variant in config.variants:
-            name, options = VARIANTS[variant]
+            name, options = _options(variant, config.threads)
             run_config = RunConfig(model=config.model, engine=name, device=config.device, batch=batch,
                                    engines={name: options} if options else {})
             clock = _FrameClock()
@@ -207,35 +236,43 @@ def bench_pipeline(config: BenchConfig, engine_rows: list[EngineRow], log=print)
                               log=lambda line: None).run()
             wall = time.perf_counter() - start
             # From the first batch written to the last: (frames - batch) frames.
-            span = clock.times[-1] - clock.times[batch - 1] if len(clock.times) > batch else 0.0
-            steady = (len(clock.times) - batch) / span if span > 0 else 0.0
-            engine_fps = next((r.fps for r in engine_rows
-                               if (r.variant, r.size, r.batch) == (variant, (width, height), batch)), None)
+            steady_frames = len(clock.times) - batch
+            span = clock.times[-1] - clock.times[batch - 1] if steady_frames > 0 else 0.0
+            steady = steady_frames / span if span > 0 else 0.0
+            cpu = (clock.cpu[-1] - clock.cpu[batch - 1]) / steady_frames if steady_frames > 0 else 0.0
+            engine = next((r for r in engine_rows
+                           if (r.variant, r.size, r.batch) == (variant, (width, height), batch)), None)
             row = PipelineRow(variant, (width, height), batch, result.frames_out, result.restored,
-                              steady, result.frames_out / wall, engine_fps)
-            log(f"  pipeline {variant:<17} {width}x{height} batch {batch}: {row.steady_fps:6.2f} frames/s")
+                              steady, result.frames_out / wall, cpu, engine)
+            log(f"  pipeline {variant:<17} {width}x{height} batch {batch}: {row.steady_fps:6.2f} frames/s, "
+                f"{row.cpu_per_frame:.3f} CPU-s/frame")
             rows.append(row)
     return rows
 
 
+def _num(value: float | None, digits: int) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
 def engine_table(rows: list[EngineRow]) -> str:
-    lines = ["| engine | size | batch | s/call (median) | frames/s | PSNR vs FP32 torch (dB) |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| engine | size | batch | s/call (median) | frames/s | CPU-s/frame | PSNR vs FP32 torch (dB) |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
-        quality = "" if r.psnr_vs_fp32 is None else f"{r.psnr_vs_fp32:.1f}"
-        lines.append(f"| {r.variant} | {r.size[0]}x{r.size[1]} | {r.batch} | "
-                     f"{statistics.median(r.seconds):.3f} | {r.fps:.2f} | {quality} |")
+        lines.append(f"| {r.variant} | {r.size[0]}x{r.size[1]} | {r.batch} | {statistics.median(r.seconds):.3f} | "
+                     f"{r.fps:.2f} | {r.cpu_per_frame:.3f} | {_num(r.psnr_vs_fp32, 1)} |")
     return "\n".join(lines)
 
 
 def pipeline_table(rows: list[PipelineRow]) -> str:
     lines = ["| engine | size | batch | frames (restored) | pipeline frames/s (steady) | incl. start-up "
-             "| engine-only frames/s | ratio |", "|---|---|---|---|---|---|---|---|"]
+             "| engine-only frames/s | fps ratio | pipeline CPU-s/frame | engine CPU-s/frame | CPU ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        engine = "" if r.engine_fps is None else f"{r.engine_fps:.2f}"
-        ratio = "" if r.ratio is None else f"{r.ratio:.2f}"
+        engine_fps = r.engine.fps if r.engine else None
+        engine_cpu = r.engine.cpu_per_frame if r.engine else None
         lines.append(f"| {r.variant} | {r.size[0]}x{r.size[1]} | {r.batch} | {r.frames} ({r.restored}) | "
-                     f"{r.steady_fps:.2f} | {r.wall_fps:.2f} | {engine} | {ratio} |")
+                     f"{r.steady_fps:.2f} | {r.wall_fps:.2f} | {_num(engine_fps, 2)} | {_num(r.ratio, 2)} | "
+                     f"{r.cpu_per_frame:.3f} | {_num(engine_cpu, 3)} | {_num(r.cpu_ratio, 2)} |")
     return "\n".join(lines)
 
 
@@ -262,7 +299,9 @@ def run(config: BenchConfig, log=print) -> str:
     """Run both measurements; log progress lines and return the markdown report."""
     log(f"machine: {machine_line()}")
     engine_rows = bench_engines(config, log)
-    report = f"Machine: {machine_line()}\n\nEngine only, model {config.model}:\n\n{engine_table(engine_rows)}\n"
+    threads = config.threads or "default"
+    report = (f"Machine: {machine_line()}\n\nEngine only, model {config.model}, threads {threads}:\n\n"
+              f"{engine_table(engine_rows)}\n")
     if config.pipeline_frames:
         pipeline_rows = bench_pipeline(config, engine_rows, log)
         if pipeline_rows:
@@ -293,6 +332,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=d.repeats, help="timed calls per case")
     parser.add_argument("--warmup", type=int, default=d.warmup, help="untimed calls first")
     parser.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, default=d.threads,
+                        help="intra-op threads of the CPU engines; 0: all cores (default 0)")
     parser.add_argument("--pipeline-frames", type=int, default=d.pipeline_frames,
                         help="frames of the end-to-end clip; 0 skips it")
     parser.add_argument("--pipeline-batch", type=int, default=d.pipeline_batch)
@@ -305,14 +346,15 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     unknown = [v for v in args.engines if v not in VARIANTS]
     if unknown:
         raise OptionError(f"unknown engine {unknown[0]!r} for bench: use {', '.join(VARIANTS)}")
-    if args.repeats < 1 or args.warmup < 0 or args.pipeline_frames < 0 or args.pipeline_batch < 1:
-        raise OptionError("--repeats and --pipeline-batch must be >= 1; --warmup and --pipeline-frames >= 0")
+    if args.repeats < 1 or args.pipeline_batch < 1 or min(args.warmup, args.pipeline_frames, args.threads) < 0:
+        raise OptionError("--repeats and --pipeline-batch must be >= 1; --warmup, --threads and "
+                          "--pipeline-frames >= 0")
     if not args.batches or min(args.batches) < 1 or not args.sizes or not args.engines:
         raise OptionError("--engines, --sizes and --batches need at least one value; batches >= 1")
     if args.pipeline_frames and args.pipeline_frames <= args.pipeline_batch:
         raise OptionError("--pipeline-frames must exceed --pipeline-batch to time a steady state")
     return BenchConfig(model=args.model, variants=args.engines, sizes=args.sizes, batches=args.batches,
-                       repeats=args.repeats, warmup=args.warmup, device=args.device,
+                       repeats=args.repeats, warmup=args.warmup, device=args.device, threads=args.threads,
                        pipeline_frames=args.pipeline_frames, pipeline_size=args.pipeline_size,
                        pipeline_batch=args.pipeline_batch)
 

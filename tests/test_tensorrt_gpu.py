@@ -125,10 +125,12 @@ def test_submit_result_keeps_two_batches_in_flight(video_model, cache_dir):
         third = engine.submit(batches[2])  # reuses the first slot: its result is kept
         got = [engine.result(t) for t in (*tickets, third)]
         streamed = list(engine.infer_stream(batches))
-    for want, have in zip(expected, got + streamed[3:]):
-        np.testing.assert_array_equal(want, have)
+    # The batches differ by 0.01 each, so a mix-up is far outside this tolerance (a
+    # kernel that accumulates in another order is not).
+    for want, have in zip(expected, got):
+        np.testing.assert_allclose(want, have, atol=2e-3)
     for want, have in zip(expected, streamed):
-        np.testing.assert_array_equal(want, have)
+        np.testing.assert_allclose(want, have, atol=2e-3)
 
 
 def test_bad_engine_file_is_rebuilt(video_model, cache_dir):

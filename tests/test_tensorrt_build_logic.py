@@ -86,6 +86,7 @@ def test_old_tensorrt_is_refused_in_one_line():
     reason = unsupported_reason((8, 6, 1))
     assert "8.6.1 is too old" in reason and "\n" not in reason
     assert unsupported_reason((10, 0, 0)) is None and unsupported_reason((11, 4, 0)) is None
+    assert "12.0.0 is newer than this streamfix supports" in unsupported_reason((12, 0, 0))
 
 
 # -- the FP16 gate's decisions --------------------------------------------------------

@@ -40,7 +40,6 @@ when a batch starts too late.
 from __future__ import annotations
 
 import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -57,9 +56,8 @@ from .progress import Progress, make_progress
 from .restore import Restorer
 from .run_config import RunConfig, engine_configs
 from .stages import BatchContext, build_stages
+from .worker_threads import END, POLL_S, Control, Failure, Stopped, Worker
 
-POLL_S = 0.1  # how often a waiting thread looks at the stop events
-END = object()  # end of stream, forwarded from thread to thread
 
 
 class PipelineError(StreamfixError):
@@ -131,80 +129,6 @@ class PipelineInterrupted(KeyboardInterrupt):
         self.result = result
 
 
-class _Stopped(Exception):
-    """Raised inside a thread when it must return because another one asked it to."""
-
-
-@dataclass(slots=True)
-class _Failure:
-    stage: str
-    index: int | None
-    error: BaseException
-
-
-class _Worker:
-    """One pipeline thread: runs `body(self)`, and records where it was if it fails."""
-
-    def __init__(self, name: str, body: Callable[["_Worker"], None], control: "_Control") -> None:
-        self.name = name  # the stage running now (the process thread names each stage)
-        self.index: int | None = None  # the frame being worked on
-        self.busy_s: dict[str, float] = {}
-        self._body, self._control = body, control
-        self.thread = threading.Thread(target=self._main, name=f"streamfix-{name}", daemon=True)
-
-    def _main(self) -> None:
-        try:
-            self._body(self)
-        except _Stopped:
-            pass
-        except KeyboardInterrupt:
-            self._control.drain.set()
-        except BaseException as exc:  # noqa: BLE001 - every failure must reach the caller
-            self._control.fail(_Failure(self.name, self.index, exc))
-
-    def timed(self, label: str, start: float) -> None:
-        self.busy_s[label] = self.busy_s.get(label, 0.0) + time.perf_counter() - start
-
-
-class _Control:
-    """Stop events and the first failure, shared by all threads."""
-
-    def __init__(self) -> None:
-        self.stop = threading.Event()  # error or second Ctrl-C: every thread returns now
-        self.drain = threading.Event()  # Ctrl-C: stop reading, write what is processed
-        self.failure: _Failure | None = None
-        self._lock = threading.Lock()
-
-    def fail(self, failure: _Failure) -> None:
-        with self._lock:
-            if self.failure is None:
-                self.failure = failure
-        self.stop.set()
-
-    def put(self, q: queue.Queue, item: Any, *, drain_stops: bool = False) -> None:
-        while True:
-            if self.stop.is_set() or (drain_stops and self.drain.is_set()):
-                raise _Stopped
-            try:
-                q.put(item, timeout=POLL_S)
-                return
-            except queue.Full:
-                continue
-
-    def get(self, q: queue.Queue, *, drain_stops: bool = False, timeout: float | None = None) -> Any:
-        """The next item; raises queue.Empty after `timeout` (None: wait for one)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if self.stop.is_set() or (drain_stops and self.drain.is_set()):
-                raise _Stopped
-            wait = POLL_S if deadline is None else min(POLL_S, max(0.0, deadline - time.monotonic()))
-            try:
-                return q.get(timeout=wait)
-            except queue.Empty:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise
-
-
 class Pipeline:
     """One run from `source` to `target`. `run()` once; `interrupt()` from any thread
     ends it early the way Ctrl-C does.
@@ -222,7 +146,7 @@ class Pipeline:
         self._stages = stages
         self._quiet, self._progress, self._log = quiet, progress, log
         self._emit: Callable[[str], None] = log or print
-        self._control = _Control()
+        self._control = Control()
         self._writer: MediaWriter | None = None
         self._frames_in = 0
         self._expected_frames: int | None = None
@@ -292,24 +216,24 @@ class Pipeline:
             try:
                 stage.close()
             except Exception as exc:  # noqa: BLE001 - reported like any stage failure
-                self._control.fail(_Failure(stage.name, None, exc))
+                self._control.fail(Failure(stage.name, None, exc))
 
     # --- threads ----------------------------------------------------------------
 
-    def _start(self, reader: MediaReader, stages: list[Any], progress: Progress) -> list[_Worker]:
+    def _start(self, reader: MediaReader, stages: list[Any], progress: Progress) -> list[Worker]:
         sizes = self.config.queues
         decoded, batches, processed = (queue.Queue(n) for n in (sizes.decoded, sizes.batches, sizes.processed))
         workers = [
-            _Worker("decode", lambda w: self._decode(w, reader.items(), decoded), self._control),
-            _Worker("batch", lambda w: self._batch(w, decoded, batches), self._control),
-            _Worker("process", lambda w: self._process(w, stages, batches, processed), self._control),
-            _Worker("encode", lambda w: self._encode(w, processed, progress), self._control),
+            Worker("decode", lambda w: self._decode(w, reader.items(), decoded), self._control),
+            Worker("batch", lambda w: self._batch(w, decoded, batches), self._control),
+            Worker("process", lambda w: self._process(w, stages, batches, processed), self._control),
+            Worker("encode", lambda w: self._encode(w, processed, progress), self._control),
         ]
         for worker in workers:
             worker.thread.start()
         return workers
 
-    def _decode(self, worker: _Worker, items: Iterator[Any], out: queue.Queue) -> None:
+    def _decode(self, worker: Worker, items: Iterator[Any], out: queue.Queue) -> None:
         while True:
             start = time.perf_counter()
             item = next(items, END)
@@ -322,7 +246,7 @@ class Pipeline:
             self._control.put(out, item, drain_stops=True)
         self._control.put(out, END, drain_stops=True)
 
-    def _batch(self, worker: _Worker, inp: queue.Queue, out: queue.Queue) -> None:
+    def _batch(self, worker: Worker, inp: queue.Queue, out: queue.Queue) -> None:
         batcher = Batcher(self.config.batch, self.config.batch_timeout_ms / 1000.0)
         while True:
             try:
@@ -344,12 +268,12 @@ class Pipeline:
             for batch in ready:
                 self._control.put(out, batch, drain_stops=True)
 
-    def _process(self, worker: _Worker, stages: list[Any], inp: queue.Queue, out: queue.Queue) -> None:
+    def _process(self, worker: Worker, stages: list[Any], inp: queue.Queue, out: queue.Queue) -> None:
         try:
             while True:
                 try:
                     batch = self._control.get(inp, drain_stops=True)
-                except _Stopped:
+                except Stopped:
                     if self._control.stop.is_set():
                         raise
                     break  # Ctrl-C: what was processed so far ends the output
@@ -361,7 +285,7 @@ class Pipeline:
         # The encoder writes until END, so it must come even after an interruption.
         self._control.put(out, END)
 
-    def _run_stages(self, worker: _Worker, stages: list[Any], batch: Batch) -> list[Any]:
+    def _run_stages(self, worker: Worker, stages: list[Any], batch: Batch) -> list[Any]:
         if not batch.frames:
             return batch.entries
         worker.index = batch.frames[0].index
@@ -379,7 +303,7 @@ class Pipeline:
         worker.name = "process"
         return batch.with_frames(frames)
 
-    def _encode(self, worker: _Worker, inp: queue.Queue, progress: Progress) -> None:
+    def _encode(self, worker: Worker, inp: queue.Queue, progress: Progress) -> None:
         writer = self._writer
         while True:
             entries = self._control.get(inp)
@@ -395,7 +319,7 @@ class Pipeline:
                     writer.write_packet(entry)
             worker.timed("encode", begin)
 
-    def _wait(self, workers: list[_Worker]) -> bool:
+    def _wait(self, workers: list[Worker]) -> bool:
         """Join every thread; Ctrl-C here drains, a second one stops. True if interrupted."""
         while True:
             try:
@@ -410,7 +334,7 @@ class Pipeline:
 
     # --- the end ----------------------------------------------------------------
 
-    def _conclude(self, workers: list[_Worker], stages: list[Any], interrupted: bool, seconds: float) -> RunResult:
+    def _conclude(self, workers: list[Worker], stages: list[Any], interrupted: bool, seconds: float) -> RunResult:
         failure, writer = self._control.failure, self._writer
         if failure is None and interrupted and writer is not None and writer.frames_written == 0:
             self._abort()  # nothing to keep: no file under the target's name
@@ -421,7 +345,7 @@ class Pipeline:
                 writer.finish()
                 workers[-1].timed("encode", start)
             except Exception as exc:  # noqa: BLE001 - becomes a PipelineError below
-                failure = _Failure("encode", writer.frames_written, exc)
+                failure = Failure("encode", writer.frames_written, exc)
         if failure is not None:
             raise self._error(failure, self._abort()) from failure.error
         if not interrupted:
@@ -462,7 +386,7 @@ class Pipeline:
                        f"suggests about {expected}; it may be truncated (the output holds every frame it had)")
 
     @staticmethod
-    def _error(failure: _Failure, partial: Path | None) -> PipelineError:
+    def _error(failure: Failure, partial: Path | None) -> PipelineError:
         exc = failure.error
         note = f" (the incomplete output is kept as {partial})" if partial else ""
         if isinstance(exc, StreamfixError):

@@ -196,7 +196,6 @@ class Restorer:
         self._log = log
         self._loaded: dict[str, tuple[ModelInfo, Any, list]] = {}
         self._current: str | None = None
-        self._codec: str | None = None
         # Decoders without a QP map (HEVC) get a frame QP estimated from frame sizes;
         # others (VP9, AV1, ...) carry no strength and pass through unrestored.
         self._qp_estimator: conditioning.FrameQpEstimator | None = None
@@ -219,7 +218,6 @@ class Restorer:
 
     def prepare(self, video: Any) -> ModelInfo:
         """Pick (and load) the model for an input described by a VideoInfo."""
-        self._codec = video.codec_name
         self._qp_estimator = conditioning.qp_estimator_for(video.codec_name)
         self._current = str(self._choice) if self._choice is not None else choose_model(video)
         return self._load(self._current)[0]

@@ -121,6 +121,14 @@ def test_a_jpeg_photo_becomes_a_restored_png(tmp_path, cpu_config):
     assert result.restored == result.frames_out == 1
 
 
+def test_hevc_is_restored_with_an_estimated_frame_qp(tmp_path, cpu_config):
+    """HEVC decoders export no QP map: the frame QP is estimated from packet sizes."""
+    clip = mg.write_clip(tmp_path / "in.mkv", codec="libx265", frames=8,
+                         encoder_options={"crf": "42", "x265-params": "log-level=error"})
+    result = restore_file(clip.path, tmp_path / "out.mkv", cpu_config)
+    assert_mostly_restored(result)
+
+
 def test_clean_video_passes_through(tmp_path, cpu_config):
     """The shipped default must not harm good video: near-lossless frames are left alone."""
     clip = mg.write_clip(tmp_path / "in.mp4", frames=6, encoder_options={"crf": "8"})

@@ -41,6 +41,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "torch": ("torch", {}),
     # oneDNN runs bf16 convolutions on AMX / AVX-512 BF16 units where present.
     "torch-bf16": ("torch", {"cpu_bf16": True}),
+    # Idle ONNX Runtime threads sleep at once instead of spinning: leaves CPU to the
+    # pipeline's decode and encode threads.
+    "onnxruntime-nospin": ("onnxruntime", {"spinning": False}),
     "onnxruntime-fp16": ("onnxruntime", {"fp16": True}),
     # Timed only once its engine is built: while building, TensorRT would serve
     # frames with its PyTorch standby and the numbers would be PyTorch's.

@@ -37,6 +37,9 @@ class OnnxRuntimeConfig:
     # convolutions are slower than float32 ones).
     fp16: bool | None = None
     threads: int = 0  # intra-op threads; 0 lets ONNX Runtime use every core
+    # Idle intra-op threads spin for a while before sleeping: lower latency per call,
+    # but in the pipeline the spinning takes CPU from the decode and encode threads.
+    spinning: bool = True
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
     cache_dir: Path | None = None  # exported graphs; None: <user cache>/streamfix/onnx
     opset: int = 17
@@ -116,6 +119,7 @@ class OnnxRuntimeEngine:
         self.onnx_path = cached_onnx(self._model, self.info.name, cache_dir, fp16=self.fp16, opset=self.config.opset)
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.config.threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.config.spinning else "0")
         options.graph_optimization_level = {
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
             "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,

@@ -71,7 +71,7 @@ def _conv(cin: int, cout: int, kernel: int, dilation: int = 1, bias: bool = True
 class CARDRN(nn.Module):
     """CAR-DRN for `args.channels` planes (+ optional conditioning planes)."""
 
-    def __init__(self, args: ModelArgs = ModelArgs()) -> None:
+    def __init__(self, args: ModelArgs = ModelArgs(), *, identity_init: bool = False) -> None:
         super().__init__()
         self.args = args
         f, m, d = args.features, args.mid_features, args.dilation
@@ -90,10 +90,15 @@ class CARDRN(nn.Module):
         self.map2 = _conv(m, m, 3)
         self.reconstruct = _conv(m, args.channels, 3)
         self.act = nn.LeakyReLU(args.slope, inplace=True)
-        # A zero-initialised last layer makes the untrained net the identity, so
-        # training starts from "no change" instead of from noise.
-        nn.init.zeros_(self.reconstruct.weight)
-        nn.init.zeros_(self.reconstruct.bias)
+        if identity_init:
+            # A zero last layer makes the untrained net the identity: training starts
+            # from "no change". It suits JPEG, whose blocking gives a strong signal at
+            # once. For H.264 (weak signal: the codec's own deblocking already removed
+            # the blocks) it measurably stalled training at the identity for 2,000+
+            # steps, since every earlier layer's gradient passes through this layer's
+            # (zero) weights; video models use PyTorch's default initialisation.
+            nn.init.zeros_(self.reconstruct.weight)
+            nn.init.zeros_(self.reconstruct.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         act = self.act

@@ -38,7 +38,8 @@ def test_parameter_count_matches_the_paper():
 
 def test_untrained_model_is_identity():
     x = torch.rand(1, 1, 20, 20)
-    assert torch.equal(CARDRN().eval()(x), x)
+    assert torch.equal(CARDRN(identity_init=True).eval()(x), x)
+    assert not torch.equal(CARDRN().eval()(x), x)
 
 
 @pytest.mark.parametrize("channels,cond", [(1, 0), (3, 1)])

@@ -49,6 +49,7 @@ class ModelConfig:
     mid_features: int = 16
     slope: float = 0.2
     dilation: int = 2
+    identity_init: bool = False  # start as the identity (zero last layer); see model.py
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -152,7 +152,7 @@ def run(cfg: TrainConfig, *, log=print) -> Path:
     torch.manual_seed(cfg.seed)
     samples = prepare(cfg, run_dir, log)
 
-    model = CARDRN(model_args(cfg))
+    model = CARDRN(model_args(cfg), identity_init=cfg.model.identity_init)
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     ckpt_path = run_dir / "checkpoint.pt"
     step, seconds = 0, 0.0

@@ -147,3 +147,35 @@ def test_engine_configs_load_strictly_from_yaml_data(tmp_path):
         engine_config("onnxruntime", {"graph_optimization": "max"})
     with pytest.raises(ConfigError, match="threads must be >= 0"):
         engine_config("torch", {"threads": -1})
+
+
+def psnr_unit(a: np.ndarray, b: np.ndarray) -> float:
+    error = float(np.mean((np.clip(a, 0, 1).astype(np.float64) - np.clip(b, 0, 1)) ** 2))
+    return float("inf") if error == 0 else 10 * np.log10(1 / error)
+
+
+@pytest.mark.gpu
+def test_torch_cuda_fp16_matches_cpu_fp32(bundled):
+    _, info = bundled
+    model = random_model(5)
+    x = np.random.default_rng(5).random((3, 2, 45, 77), dtype=np.float32)
+    with TorchEngine(model, info, TorchConfig(device="cuda")) as engine:
+        assert engine.device == "cuda:0"
+        out = engine.infer(x)
+    assert out.dtype == np.float32 and out.shape == (3, 1, 45, 77)
+    assert psnr_unit(out, reference(model, x)) > 45
+
+
+@pytest.mark.gpu
+def test_onnxruntime_cuda_fp16_matches_cpu_fp32(tmp_path, bundled):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip("onnxruntime-gpu is not installed")
+    _, info = bundled
+    model = random_model(6)
+    x = np.random.default_rng(6).random((2, 2, 61, 39), dtype=np.float32)
+    with OnnxRuntimeEngine(model, info, OnnxRuntimeConfig(device="cuda", cache_dir=tmp_path)) as engine:
+        assert engine.fp16 and engine.device == "cuda:0"
+        out = engine.infer(x)
+    assert psnr_unit(out, reference(model, x)) > 45

@@ -136,3 +136,15 @@ def test_describe_engines_for_info():
     usable = {name: ok for name, ok, _ in rows}
     assert usable == {"tensorrt": False, "onnxruntime": True, "torch": True}
     assert all(why and "\n" not in why for _, _, why in rows)
+
+
+@pytest.mark.gpu
+def test_auto_on_a_gpu_machine_runs_on_the_gpu(bundled, tmp_path):
+    model, info = bundled
+    lines: list[str] = []
+    engine, fallbacks = choose(model, info, log=lines.append,
+                               configs={"onnxruntime": OnnxRuntimeConfig(cache_dir=tmp_path)})
+    assert engine.device.startswith("cuda")
+    skipped = list(select.AUTO_ORDER[: select.AUTO_ORDER.index(engine.name)])
+    assert [f.engine for f in fallbacks] == skipped
+    assert lines == [str(f) for f in fallbacks]

@@ -10,6 +10,8 @@ messages (engine choice, passed-through frames) never tear the bar.
 
 from __future__ import annotations
 
+import io
+import os
 import sys
 import threading
 import time
@@ -115,13 +117,24 @@ class LineProgress:
                 self._write(self._line(self._clock(), final=True))
 
 
+def _is_sized_terminal(stream: TextIO) -> bool:
+    """A terminal with a known width: a pty of width 0 (some IDE consoles, `script`
+    into a file) would show tqdm's bar as nothing at all."""
+    if not stream.isatty():
+        return False
+    try:
+        return os.get_terminal_size(stream.fileno()).columns > 0
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return True  # a terminal that cannot say its size: assume a normal one
+
+
 def make_progress(config: ProgressConfig, total: int | None, *, quiet: bool = False,
                   stream: TextIO | None = None) -> Progress:
     """The reporter for `config.mode`; "auto" picks the bar only on a terminal."""
     stream = stream or sys.stderr
     mode = "off" if quiet else config.mode
     if mode == "auto":
-        mode = "bar" if stream.isatty() else "lines"
+        mode = "bar" if _is_sized_terminal(stream) else "lines"
     if mode == "bar":
         return BarProgress(total, stream)
     if mode == "lines":

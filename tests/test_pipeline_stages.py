@@ -63,3 +63,14 @@ def test_a_late_batch_passes_through_unrestored():
     out = stage.process(frames, BatchContext(decoded, deadline=99.5))
     assert out == frames and out[0] is frames[0]
     assert stage.stats()["late"] == 2 and stage.stats()["passed_through"] == 2
+
+
+def test_an_installed_plugin_is_found_by_its_entry_point(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    import streamfix.stages as stages
+
+    point = EntryPoint(name="rescale", value="streamfix.stages:ScaleStage", group=stages.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(stages, "entry_points", lambda group: [point] if group == stages.ENTRY_POINT_GROUP else [])
+    (stage,) = stages.build_stages([{"type": "rescale", "width": 40}], lambda: None)
+    assert isinstance(stage, ScaleStage) and stage.options.width == 40

@@ -8,6 +8,7 @@ a `_cmd_<name>(args) -> int` that calls the public API. Expected user errors
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -101,6 +102,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import Pipeline, PipelineError, PipelineInterrupted
     from .run_config import load_run_config, with_overrides
 
+    if args.stats is not None and not args.stats.parent.is_dir():
+        raise OutputError(f"{args.stats}: the directory for the stats file does not exist; create it first")
     config = with_overrides(
         load_run_config(args.config), model=args.model, engine=args.engine, device=args.device,
         batch=args.batch, tile=args.tile, chroma=args.chroma, jpeg_quality=args.jpeg_quality,
@@ -145,6 +148,14 @@ def _version(module: str) -> str | None:
         return None
 
 
+def _onnxruntime_providers() -> list[str]:
+    try:
+        import onnxruntime
+    except ImportError as exc:  # installed but broken: say so instead of failing `info`
+        return [f"cannot import: {exc}"]
+    return list(onnxruntime.get_available_providers())
+
+
 def _scores_line(scores: dict) -> str:
     import json
 
@@ -170,6 +181,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"PyAV         {av.__version__} (FFmpeg {getattr(av, 'ffmpeg_version_info', '?')})")
     for package in ("onnxruntime", "onnxruntime-gpu", "tensorrt", "pycuda"):
         found = _version(package)
+        if found and package.startswith("onnxruntime"):
+            found += f" (providers: {', '.join(_onnxruntime_providers())})"
         if found or package in ("onnxruntime", "tensorrt"):
             print(f"{package:<12} {found or 'not installed'}")
     print("engines (auto tries them in this order):")
@@ -331,6 +344,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("streamfix: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `streamfix info | head`: the reader left; stop quietly, and keep Python from
+        # failing again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -94,6 +94,12 @@ def test_bad_option_values_give_one_line(tmp_path, capsys, clip, flags, needle):
     assert list(tmp_path.glob("out*")) == []
 
 
+def test_a_stats_file_in_a_missing_directory_is_refused_before_the_run(tmp_path, capsys, clip):
+    code, err, _ = cli(["run", clip.path, tmp_path / "out.mp4", *CPU, "--stats", tmp_path / "no" / "s.json"], capsys)
+    assert_one_line_error(code, err, "stats file does not exist")
+    assert list(tmp_path.glob("out*")) == []
+
+
 def test_an_unknown_config_key_gives_one_line(tmp_path, capsys, clip):
     config = tmp_path / "mine.yaml"
     config.write_text("batch: 2\nbach_timeout_ms: 5\n")

@@ -157,7 +157,7 @@ class Pipeline:
     def _make_restorer(self) -> Restorer:
         c = self.config
         return Restorer(c.model, engine=c.engine, device=c.device, batch=c.batch, tile=c.tile,
-                        chroma=c.chroma, jpeg_quality=c.jpeg_quality, engine_configs=engine_configs(c),
+                        chroma=c.chroma, ensemble=c.ensemble, jpeg_quality=c.jpeg_quality, engine_configs=engine_configs(c),
                         log=lambda message: self._emit(message))
 
     def run(self) -> RunResult:

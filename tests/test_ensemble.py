@@ -56,3 +56,24 @@ def test_ensemble_of_a_real_model_stays_close_and_differs():
     single, ens = fn(x), EnsembleEngine(_Net(fn)).infer(x)
     assert ens.shape == single.shape
     assert 0 < np.abs(ens - single).max() < 0.5
+
+
+def test_restorer_uses_the_ensemble_for_stills_only(tmp_path):
+    """Stills get the 8-transform average by default; `ensemble="never"` turns it off."""
+    from PIL import Image
+
+    from streamfix.media.planes import plane_to_array
+    from streamfix.media.reader import DecodedFrame, MediaReader
+    from streamfix.restore import Restorer
+
+    rng = np.random.default_rng(3)
+    path = tmp_path / "p.jpg"
+    Image.fromarray(rng.integers(0, 256, (40, 56), dtype=np.uint8)).save(path, quality=10)
+    outputs = {}
+    for mode in ("stills", "never"):
+        with Restorer(engine="torch", ensemble=mode, log=lambda *_: None) as restorer, MediaReader(path) as reader:
+            restorer.prepare(reader.video)
+            (decoded,) = [i for i in reader.items() if isinstance(i, DecodedFrame)]
+            outputs[mode] = plane_to_array(restorer.restore_batch([decoded])[0], 0)
+    assert not np.array_equal(outputs["stills"], outputs["never"])
+    assert np.abs(outputs["stills"].astype(int) - outputs["never"]).max() < 40

@@ -39,6 +39,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # label -> (engine, options of that engine's config)
     "onnxruntime": ("onnxruntime", {}),
     "torch": ("torch", {}),
+    "torch-nchw": ("torch", {"channels_last": False}),  # the layout before NHWC became the default
     # oneDNN runs bf16 convolutions on AMX / AVX-512 BF16 units where present.
     "torch-bf16": ("torch", {"cpu_bf16": True}),
     # Idle ONNX Runtime threads sleep at once instead of spinning: leaves CPU to the

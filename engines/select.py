@@ -33,7 +33,7 @@ from streamfix.model import CARDRN
 from streamfix.models import ModelInfo
 
 from .base import Engine, EngineUnavailable, Fallback
-from .tiling import TiledEngine, TilingConfig, receptive_radius
+from .tiling import TiledEngine, TilingConfig, max_pixels_for, receptive_radius
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +166,8 @@ def choose(
             fallbacks.append(fallback)
             continue
         margin = max(tiling.margin, receptive_radius(model))
-        wrapped = TiledEngine(chosen, tile or tiling.tile, margin, max_pixels=tiling.max_pixels,
+        wrapped = TiledEngine(chosen, tile or tiling.tile, margin,
+                              max_pixels=tiling.max_pixels or max_pixels_for(chosen.device),
                               auto_tile=tiling.auto_tile, max_batch=max_batch)
         return wrapped, fallbacks
     reasons = "; ".join(f"{f.engine}: {f.reason}" for f in fallbacks)

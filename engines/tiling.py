@@ -27,25 +27,32 @@ from torch import nn
 from .base import Engine
 
 DEFAULT_MARGIN = 16
-# 8 Mpx is four 1080p frames: about 2 GB per 64-channel float32 feature map.
+# 8 Mpx is four 1080p frames: about 2 GB per 64-channel float32 feature map, which
+# a desktop's RAM holds a few of. GPU engines run FP16 (half the bytes) on batches
+# of up to 16 1080p frames (33 Mpx), which is what keeps a large GPU busy.
 DEFAULT_MAX_PIXELS = 8_388_608
+GPU_MAX_PIXELS = 33_554_432
 DEFAULT_AUTO_TILE = 512
+
+
+def max_pixels_for(device: str) -> int:
+    return GPU_MAX_PIXELS if device.startswith("cuda") else DEFAULT_MAX_PIXELS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TilingConfig:
     tile: int = 0  # core tile side in pixels; 0: whole frames unless over max_pixels
     margin: int = DEFAULT_MARGIN  # context kept around each core; raised to the model's radius
-    max_pixels: int = DEFAULT_MAX_PIXELS  # batch x height x width per inner call
+    # batch x height x width per inner call; 0: by device (8 Mpx CPU, 32 Mpx GPU)
+    max_pixels: int = 0
     auto_tile: int = DEFAULT_AUTO_TILE  # core side used when a frame alone is over max_pixels
 
     def __post_init__(self) -> None:
-        for name in ("tile", "margin"):
+        for name in ("tile", "margin", "max_pixels"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("max_pixels", "auto_tile"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.auto_tile < 1:
+            raise ValueError(f"auto_tile must be >= 1, got {self.auto_tile}")
 
 
 @dataclass(frozen=True, slots=True)

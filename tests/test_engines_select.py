@@ -120,6 +120,7 @@ def test_choose_fills_in_batch_and_device_and_keeps_user_options(bundled, config
     assert isinstance(engine, TiledEngine) and engine.max_batch == 3
     assert engine.inner.config.max_batch == 3 and engine.inner.config.device == "cpu"
     assert engine.inner.config.threads == 1
+    assert engine.max_pixels == 8_388_608  # the CPU's memory bound (tiling.py)
 
 
 def test_tiling_margin_never_drops_below_the_receptive_field(bundled, configs):

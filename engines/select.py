@@ -98,27 +98,26 @@ def engine_config(name: str, data: Mapping[str, Any] | None = None, where: str =
     return from_dict(getattr(module, BACKENDS[name].config_class), dict(data or {}), where)
 
 
-def _prepared_config(name: str, given: Any, device: str, max_batch: int) -> Any:
-    """`given` (or the defaults) with the device and batch that `choose()` was asked for.
+def _prepared_config(name: str, given: Any, device: str, max_batch: int, *, device_named: bool) -> Any:
+    """`given` (or the defaults) with the device and batch that `choose()` works with.
 
-    A config that names a device of its own keeps it unless the caller named one.
+    A config that names a device of its own keeps it unless the caller named one
+    (`device_named`); "auto" in the config is replaced by `device`.
     """
-    config = given if given is not None else engine_config(name)
+    config = given if given is not None else getattr(_module(name), BACKENDS[name].config_class)()
     fields = {f.name for f in dataclasses.fields(config)}
     changes: dict[str, Any] = {}
-    if "device" in fields and (getattr(config, "device") == "auto" or device != "auto"):
+    if "device" in fields and (device_named or getattr(config, "device") == "auto"):
         changes["device"] = device
     if "max_batch" in fields:
         changes["max_batch"] = max_batch
     return dataclasses.replace(config, **changes)
 
 
-def _build(name: str, model: CARDRN, info: ModelInfo, device: str, max_batch: int, config: Any) -> Engine:
+def _build(name: str, model: CARDRN, info: ModelInfo, config: Any) -> Engine:
     module = _module(name)
-    row = BACKENDS[name]
-    config = _prepared_config(name, config, device, max_batch)
     module.check_available(config)
-    return getattr(module, row.engine_class)(model, info, config)
+    return getattr(module, BACKENDS[name].engine_class)(model, info, config)
 
 
 def choose(
@@ -148,15 +147,18 @@ def choose(
         raise OptionError(f"the batch size must be at least 1, got {max_batch}")
     if tile < 0:
         raise OptionError(f"the tile size must be 0 (automatic) or positive, got {tile}")
-    if device != "auto":
+    device_named = device != "auto"
+    # "auto" with "auto" is settled once here, so every backend tried looks at the same
+    # device: otherwise a CPU-only onnxruntime on a GPU machine would be picked (on the
+    # CPU) ahead of PyTorch on the GPU. A named engine resolves "auto" itself.
+    if device_named or engine == "auto":
         device = resolve_device(device)
-    elif engine == "auto":
-        device = resolve_device("auto")
     configs = configs or {}
     fallbacks: list[Fallback] = []
     for name in (AUTO_ORDER if engine == "auto" else (engine,)):
         try:
-            chosen = _build(name, model, info, device, max_batch, configs.get(name))
+            config = _prepared_config(name, configs.get(name), device, max_batch, device_named=device_named)
+            chosen = _build(name, model, info, config)
         except EngineUnavailable as exc:
             reason = _one_line(str(exc))
             if engine != "auto":
@@ -181,7 +183,7 @@ def describe_engines(device: str = "auto") -> list[tuple[str, bool, str]]:
     for name in AUTO_ORDER:
         try:
             module = _module(name)
-            module.check_available(_prepared_config(name, None, device, 1))
+            module.check_available(_prepared_config(name, None, device, 1, device_named=True))
         except EngineUnavailable as exc:
             rows.append((name, False, _one_line(str(exc))))
         else:

@@ -149,3 +149,10 @@ def test_auto_on_a_gpu_machine_runs_on_the_gpu(bundled, tmp_path):
     skipped = list(select.AUTO_ORDER[: select.AUTO_ORDER.index(engine.name)])
     assert [f.engine for f in fallbacks] == skipped
     assert lines == [str(f) for f in fallbacks]
+
+
+def test_a_configured_device_is_kept_unless_the_caller_names_one():
+    own = TorchConfig(device="cuda:1")
+    assert select._prepared_config("torch", own, "cpu", 4, device_named=False).device == "cuda:1"
+    assert select._prepared_config("torch", own, "cpu", 4, device_named=True).device == "cpu"
+    assert select._prepared_config("torch", TorchConfig(), "cpu", 4, device_named=False).device == "cpu"

@@ -12,6 +12,11 @@ in, in demux order, so the encoder writes them exactly where the demuxer put the
 relative to the video frames. A packet that arrives while no frame is pending leaves
 at once.
 
+In live mode each frame also has a deadline (see live.py), and a partial batch leaves
+early enough for its oldest frame to be restored in time: at its deadline minus the
+predicted restoring time (`reserve`), if that comes before the timeout. A batch whose
+frames are already too late leaves at once, to pass through without waiting.
+
 The Batcher is plain logic driven by its caller, with the clock injected, so the
 flush rules are tested without sleeping.
 """
@@ -34,7 +39,8 @@ class Batch:
 
     entries: list[Any] = field(default_factory=list)
     frames: list[Any] = field(default_factory=list)
-    started: float = 0.0  # clock time of the first frame (for deadlines and timeouts)
+    started: float = 0.0  # clock time of the first frame (for timeouts)
+    deadline: float | None = None  # the earliest deadline among its frames (live mode)
 
     def with_frames(self, outputs: list[Any]) -> list[Any]:
         """`entries` with each frame replaced by its output (one output per frame)."""
@@ -60,6 +66,7 @@ class Batcher:
     """
 
     def __init__(self, size: int, timeout_s: float, *, max_entries: int = 0,
+                 reserve: Callable[[int], float] = lambda frames: 0.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if size < 1:
             raise ValueError(f"batch size must be at least 1, got {size}")
@@ -71,11 +78,13 @@ class Batcher:
         # audio and little video cannot grow a batch without limit.
         self.max_entries = max_entries or 8 * size + 64
         self._clock = clock
+        self._reserve = reserve  # seconds needed to process a batch of n frames
         self._pending = Batch()
         self._key: Hashable | None = None
 
-    def add_frame(self, frame: Any, key: Hashable) -> list[Batch]:
-        """Add a video frame; `key` (e.g. width, height, format) must match to share a batch."""
+    def add_frame(self, frame: Any, key: Hashable, deadline: float | None = None) -> list[Batch]:
+        """Add a video frame; `key` (e.g. width, height, format) must match to share a
+        batch. `deadline`: when the frame must be done (live mode)."""
         ready = []
         if self._pending.frames and key != self._key:
             ready.append(self._take())
@@ -84,6 +93,8 @@ class Batcher:
             self._key = key
         self._pending.entries.append(frame)
         self._pending.frames.append(frame)
+        if deadline is not None and (self._pending.deadline is None or deadline < self._pending.deadline):
+            self._pending.deadline = deadline
         if len(self._pending.frames) >= self.size or len(self._pending.entries) >= self.max_entries:
             ready.append(self._take())
         return ready
@@ -99,12 +110,17 @@ class Batcher:
 
     def wait_s(self) -> float | None:
         """Seconds until the pending batch is due, or None when nothing is pending."""
-        if not self._pending.frames:
+        pending = self._pending
+        if not pending.frames:
             return None
-        return max(0.0, self._pending.started + self.timeout_s - self._clock())
+        due = pending.started + self.timeout_s
+        if pending.deadline is not None:
+            due = min(due, pending.deadline - self._reserve(len(pending.frames)))
+        return max(0.0, due - self._clock())
 
     def due(self) -> list[Batch]:
-        """The pending batch if it has waited `timeout_s` since its first frame."""
+        """The pending batch if it has waited `timeout_s` since its first frame, or
+        must leave now to be restored before its deadline."""
         wait = self.wait_s()
         if wait is None or wait > 0:
             return []

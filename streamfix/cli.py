@@ -64,12 +64,14 @@ def _int(text: str) -> int:
 def _add_run(sub: argparse._SubParsersAction) -> None:
     from .run_config import ENGINES
 
-    p = sub.add_parser("run", help="restore a video or image file",
+    p = sub.add_parser("run", help="restore a video or image file, a pipe or a network stream",
                        description="Remove compression artifacts from INPUT and write OUTPUT (the container "
-                                   "or image format comes from OUTPUT's suffix). Audio and subtitles are "
-                                   "copied unchanged. Flags override the config file.")
-    p.add_argument("input", help="video or image file (or URL)")
-    p.add_argument("output", type=Path, help="file to write: .mp4, .mkv, .mov, .ts, .png, .jpg, ...")
+                                   "or image format comes from OUTPUT's suffix, or --format). Audio and "
+                                   "subtitles are copied unchanged. '-' reads stdin / writes stdout; URLs "
+                                   "(udp://, tcp://, srt://, rtmp://, http://, ...) are streams. Pipes and "
+                                   "network inputs run in live mode. Flags override the config file.")
+    p.add_argument("input", help="video or image file, '-' (stdin) or a URL")
+    p.add_argument("output", help="file to write (.mp4, .mkv, .ts, .png, ...), '-' (stdout) or a URL")
     p.add_argument("--config", type=Path, help="run config (YAML), e.g. configs/fast-cpu.yaml")
     p.add_argument("--model", help="bundled model name or weights file (default: chosen per input)")
     p.add_argument("--engine", choices=ENGINES, help="inference backend (default: auto)")
@@ -85,6 +87,48 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pix-fmt", help="output pixel format (default: the input's)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--stats", type=Path, help="write a JSON summary (frames, fps, engine, ...) here")
+    _add_stream_flags(p)
+
+
+def _add_stream_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("streams", "pipes, network inputs and outputs, live mode")
+    g.add_argument("--format", help="output container for pipes and URLs: mpegts, matroska, flv, nut, ...")
+    g.add_argument("--input-format", help="input demuxer, when it cannot be detected (e.g. mpegts)")
+    g.add_argument("--input-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="FFmpeg protocol/demuxer option for the input, e.g. listen=1 (repeatable)")
+    g.add_argument("--output-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="FFmpeg protocol/muxer option for the output, e.g. listen=1 (repeatable)")
+    g.add_argument("--input-timeout", type=_positive_float, metavar="SECONDS",
+                   help="a live input silent this long has ended (default 15)")
+    g.add_argument("--reconnect", type=_non_negative_int, metavar="N",
+                   help="open a network input again up to N times after it stalls, breaks or ends")
+    live = g.add_mutually_exclusive_group()
+    live.add_argument("--live", dest="live", action="store_const", const="on",
+                      help="real time: frames that cannot be restored within --max-latency pass through "
+                           "(default for pipes and network inputs)")
+    live.add_argument("--no-live", dest="live", action="store_const", const="off",
+                      help="restore every frame, however long it takes")
+    g.add_argument("--max-latency", type=_positive_float, metavar="MS",
+                   help="live mode's latency budget in milliseconds (default 1000)")
+    g.add_argument("--metrics-port", type=_port, metavar="PORT",
+                   help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics while running")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 1 to 65535, got {value}")
+    return value
 
 
 def _write_stats(path: Path | None, result) -> None:
@@ -98,20 +142,50 @@ def _write_stats(path: Path | None, result) -> None:
         raise OutputError(f"{path}: cannot write the stats file ({exc.strerror}); choose another path") from None
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from .pipeline import Pipeline, PipelineError, PipelineInterrupted
+def _run_config(args: argparse.Namespace):
+    from .media.endpoints import parse_options
     from .run_config import load_run_config, with_overrides
 
-    if args.stats is not None and not args.stats.parent.is_dir():
-        raise OutputError(f"{args.stats}: the directory for the stats file does not exist; create it first")
-    config = with_overrides(
-        load_run_config(args.config), model=args.model, engine=args.engine, device=args.device,
+    config = load_run_config(args.config)
+    input_options = {**config.input.options, **parse_options(args.input_option, "--input-option")}
+    output_options = {**config.output.options, **parse_options(args.output_option, "--output-option")}
+    return with_overrides(
+        config, model=args.model, engine=args.engine, device=args.device,
         batch=args.batch, tile=args.tile, chroma=args.chroma, jpeg_quality=args.jpeg_quality,
         encode={"codec": args.codec, "crf": args.crf, "bitrate": args.bitrate, "preset": args.preset,
                 "pix_fmt": args.pix_fmt},
+        input={"format": args.input_format, "options": input_options, "timeout_s": args.input_timeout,
+               "reconnect": args.reconnect},
+        output={"format": args.format, "options": output_options},
+        live={"mode": args.live, "max_latency_ms": args.max_latency},
     )
+
+
+def _stdout_target() -> str:
+    """Writing the video to stdout: FFmpeg gets a private copy of the descriptor, and
+    descriptor 1 itself is pointed at stderr, so no print, log line or library
+    message can ever end up inside the video stream."""
+    fd = os.dup(sys.stdout.fileno())
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    return f"pipe:{fd}"
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .pipeline import Pipeline, PipelineError, PipelineInterrupted
+
+    if args.stats is not None and not args.stats.parent.is_dir():
+        raise OutputError(f"{args.stats}: the directory for the stats file does not exist; create it first")
+    config = _run_config(args)
+    target = _stdout_target() if args.output == "-" else args.output
+    pipeline = Pipeline(args.input, target, config, quiet=args.quiet)
+    server = None
+    if args.metrics_port is not None:
+        from .metrics_http import MetricsServer
+
+        server = MetricsServer(args.metrics_port, [pipeline.metrics])
     try:
-        result = Pipeline(args.input, args.output, config, quiet=args.quiet).run()
+        result = pipeline.run()
     except PipelineInterrupted as stop:
         _write_stats(args.stats, stop.result)
         held = stop.result.frames_out
@@ -125,9 +199,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         traceback.print_exception(exc.__cause__, file=sys.stderr)
         print(f"streamfix: error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if server is not None:
+            server.close()
     _write_stats(args.stats, result)
     if not args.quiet:
-        print(f"streamfix: wrote {result.output}: {result.frames_out} frames ({result.restored} restored, "
+        print(f"streamfix: wrote {args.output}: {result.frames_out} frames ({result.restored} restored, "
               f"{result.passed_through} passed through) in {result.seconds:.1f} s, {result.fps:.1f} fps, "
               f"engine {result.engine}", file=sys.stderr)
     return 0

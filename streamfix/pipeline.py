@@ -32,9 +32,13 @@ Ending:
   name. The caller gets PipelineInterrupted (a KeyboardInterrupt) with the result.
   A second Ctrl-C stops at once and keeps what was written.
 
-Live use (pipes, URLs) needs no other structure: `deadline_ms` gives every batch a
-deadline counted from its first frame's arrival, and stages may pass frames through
-when a batch starts too late.
+Live mode (pipes and network inputs, or `live.mode: on`) needs no other structure:
+the batch thread gives every frame a deadline (live.py), batches leave in time for
+their oldest frame, and the restore stage restores only what it can finish before
+that deadline, passing the rest through. A live input that stalls or breaks ends the
+run like an end of stream, and the result says why (`input_ended`).
+
+Every run keeps live counters (`metrics`, a StreamMetrics) that any thread may read.
 """
 
 from __future__ import annotations
@@ -42,7 +46,6 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,139 +53,97 @@ import av
 
 from .batching import Batch, Batcher
 from .errors import StreamfixError
+from .live import LiveTiming
+from .media import endpoints
 from .media.reader import DecodedFrame, MediaReader
 from .media.writer import MediaWriter, check_writable
 from .progress import Progress, make_progress
 from .restore import Restorer
 from .run_config import RunConfig, engine_configs
+from .run_result import PipelineError, PipelineInterrupted, RunResult
 from .stages import BatchContext, build_stages
+from .stream_metrics import StreamMetrics, stage_stats
 from .worker_threads import END, POLL_S, Control, Failure, Stopped, Worker
 
 
 
-class PipelineError(StreamfixError):
-    """A stage failed. For user errors (bad input, ...) the message is the original one-line
-    message; for anything else it names the stage, frame and exception. Either way it
-    names the incomplete output, if one was started. The original is `__cause__`."""
-
-    def __init__(self, message: str, *, stage: str, index: int | None, partial: Path | None) -> None:
-        super().__init__(message)
-        self.stage, self.index, self.partial = stage, index, partial
-
-    @property
-    def user_error(self) -> bool:
-        return isinstance(self.__cause__, StreamfixError)
-
-
-@dataclass(slots=True)
-class RunResult:
-    """What a run did; `to_dict()` is the `--stats` JSON."""
-
-    input: str
-    output: str
-    frames_in: int = 0
-    frames_out: int = 0
-    seconds: float = 0.0
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-    stage_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
-    interrupted: bool = False
-
-    @property
-    def fps(self) -> float:
-        return self.frames_out / self.seconds if self.seconds > 0 else 0.0
-
-    def _restore(self, key: str, default: Any) -> Any:
-        return self.stage_stats.get("restore", {}).get(key, default)
-
-    @property
-    def restored(self) -> int:
-        return self._restore("restored", 0)
-
-    @property
-    def passed_through(self) -> int:
-        return self._restore("passed_through", 0)
-
-    @property
-    def engine(self) -> str | None:
-        return self._restore("engine", None)
-
-    @property
-    def fallbacks(self) -> list[str]:
-        return self._restore("fallbacks", [])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "input": self.input, "output": self.output, "frames_in": self.frames_in,
-            "frames_out": self.frames_out, "restored": self.restored,
-            "passed_through": self.passed_through, "seconds": round(self.seconds, 3),
-            "fps": round(self.fps, 3), "engine": self.engine, "fallbacks": self.fallbacks,
-            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
-            "stages": self.stage_stats, "interrupted": self.interrupted,
-        }
-
-
-class PipelineInterrupted(KeyboardInterrupt):
-    """Ctrl-C: the output was finished with the frames processed so far (`result`)."""
-
-    def __init__(self, result: RunResult) -> None:
-        super().__init__(f"interrupted: {result.output} holds {result.frames_out} frames")
-        self.result = result
-
-
 class Pipeline:
     """One run from `source` to `target`. `run()` once; `interrupt()` from any thread
-    ends it early the way Ctrl-C does.
+    ends it early the way Ctrl-C does; `metrics.snapshot()` from any thread shows
+    how it is going.
 
+    `source`: a file, `-` (stdin), `pipe:N`, a URL, a binary file-like object or an
+    open PyAV input container. `target`: a file, `-` (stdout), `pipe:N`, a URL or a
+    binary file-like object (pipes and file-like objects need `config.output.format`).
     `stages` replaces the config's stage list with ready-made stage objects (an
-    embedder's own); `progress` replaces the bar/lines reporter; `log` receives
-    the one-line messages (engine choice, fallbacks) instead of the reporter.
+    embedder's own); `engine` is a shared engine object (streamfix.multistream) for
+    the restore stage instead of one of its own; `progress` replaces the bar/lines
+    reporter; `log` receives the one-line messages (engine choice, fallbacks, why a
+    live input ended) instead of the reporter; `name` labels the metrics.
     """
 
-    def __init__(self, source: str | Path, target: str | Path, config: RunConfig | None = None, *,
-                 stages: list[Any] | None = None, quiet: bool = False, progress: Progress | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
-        self.source, self.target = source, Path(target)
+    def __init__(self, source: Any, target: Any, config: RunConfig | None = None, *,
+                 stages: list[Any] | None = None, engine: Any = None, quiet: bool = False,
+                 progress: Progress | None = None, log: Callable[[str], None] | None = None,
+                 name: str | None = None) -> None:
+        self.source = source
+        self.target = Path(target) if endpoints.is_path(target) else target
         self.config = config or RunConfig()
-        self._stages = stages
+        self._stages, self._engine = stages, engine
         self._quiet, self._progress, self._log = quiet, progress, log
         self._emit: Callable[[str], None] = log or print
         self._control = Control()
         self._writer: MediaWriter | None = None
-        self._frames_in = 0
         self._expected_frames: int | None = None
+        mode = self.config.live.mode
+        self.live = mode == "on" or (mode == "auto" and endpoints.is_live(source))
+        self._timing = LiveTiming(self.config.live.max_latency_ms / 1000.0) if self.live else None
+        self.metrics = StreamMetrics(name or endpoints.describe(source), endpoints.describe(source),
+                                     endpoints.describe(target))
+        self.metrics.live = self.live
 
     def interrupt(self) -> None:
         self._control.drain.set()
 
     def _make_restorer(self) -> Restorer:
         c = self.config
-        return Restorer(c.model, engine=c.engine, device=c.device, batch=c.batch, tile=c.tile,
-                        chroma=c.chroma, ensemble=c.ensemble, jpeg_quality=c.jpeg_quality, engine_configs=engine_configs(c),
-                        log=lambda message: self._emit(message))
+        return Restorer(c.model, engine=self._engine or c.engine, device=c.device, batch=c.batch, tile=c.tile,
+                        chroma=c.chroma, ensemble=c.ensemble, jpeg_quality=c.jpeg_quality,
+                        engine_configs=engine_configs(c), log=lambda message: self._emit(message))
+
+    def _open_reader(self) -> MediaReader:
+        c = self.config.input
+        return MediaReader(self.source, input_format=c.format, options=_strings(c.options),
+                           timeout_s=c.timeout_s, reconnect=c.reconnect, log=lambda message: self._emit(message))
 
     def run(self) -> RunResult:
         """Restore the whole input. Setup problems (input, output, model, engine,
         encoder) raise their own one-line errors before any thread starts; a stage
         failing later raises PipelineError; Ctrl-C raises PipelineInterrupted."""
         stages = self._stages if self._stages is not None else build_stages(self.config.stages, self._make_restorer)
-        check_writable(self.target, self.source)
+        if isinstance(self.target, Path):
+            check_writable(self.target, self.source if isinstance(self.source, (str, Path)) else None)
         start = time.perf_counter()
-        with MediaReader(self.source) as reader:
-            opened: list[Any] = []
-            try:
+        self.metrics.running = True
+        try:
+            with self._open_reader() as reader:
+                opened: list[Any] = []
                 try:
-                    progress = self._set_up(reader, stages, opened)
-                    workers = self._start(reader, stages, progress)
-                except BaseException:
-                    self._abort()
-                    raise
-                try:
-                    interrupted = self._wait(workers)
+                    try:
+                        progress = self._set_up(reader, stages, opened)
+                        workers = self._start(reader, stages, progress)
+                    except BaseException:
+                        self._abort()
+                        raise
+                    try:
+                        interrupted = self._wait(workers)
+                    finally:
+                        progress.close()
                 finally:
-                    progress.close()
-            finally:
-                self._close_stages(opened)
-            return self._conclude(workers, stages, interrupted, time.perf_counter() - start)
+                    self._close_stages(opened)
+                return self._conclude(reader, workers, stages, interrupted, time.perf_counter() - start)
+        finally:
+            self.metrics.running = False
 
     def _set_up(self, reader: MediaReader, stages: list[Any], opened: list[Any]) -> Progress:
         """Open the stages (model, engine) and the writer, in the caller's thread.
@@ -192,7 +153,7 @@ class Pipeline:
         held: list[str] = []
         self._emit = held.append
         video = reader.video
-        self._expected_frames = None if video.is_still else video.frame_count
+        self._expected_frames = None if video.is_still or reader.live else video.frame_count
         for stage in stages:
             try:
                 video = stage.open(video)
@@ -202,14 +163,26 @@ class Pipeline:
                 raise PipelineError(f"stage {stage.name!r} failed to open: {type(exc).__name__}: {exc}",
                                     stage=stage.name, index=None, partial=None) from exc
             opened.append(stage)
+        out = self.config.output
         self._writer = MediaWriter(self.target, video, reader.copy_streams, self.config.encode,
+                                   container_format=out.format, options=_strings(out.options),
+                                   source=self.source if isinstance(self.source, (str, Path)) else None,
                                    log=lambda message: self._emit(message))
-        progress = self._progress or make_progress(self.config.progress, reader.video.frame_count,
-                                                   quiet=self._quiet)
+        if self._timing is not None:
+            for stage in opened:
+                if callable(getattr(stage, "go_live", None)):
+                    stage.go_live(self._timing)
+        progress = self._progress or make_progress(self.config.progress, self._expected_frames, quiet=self._quiet,
+                                                   status=self._progress_status if self.live else None)
         self._emit = self._log or progress.log
         for message in held:
             self._emit(message)
         return progress
+
+    def _progress_status(self) -> str:
+        snapshot = self.metrics.snapshot()
+        return (f"{snapshot['restored']} restored, {snapshot['passed_through']} passed through, "
+                f"latency {snapshot['latency_s']['last'] * 1000:.0f} ms")
 
     def _close_stages(self, opened: list[Any]) -> None:
         for stage in reversed(opened):
@@ -229,6 +202,8 @@ class Pipeline:
             Worker("process", lambda w: self._process(w, stages, batches, processed), self._control),
             Worker("encode", lambda w: self._encode(w, processed, progress), self._control),
         ]
+        self.metrics.attach({"decoded": decoded, "batches": batches, "processed": processed},
+                            lambda: _busy(workers), lambda: stage_stats(stages))
         for worker in workers:
             worker.thread.start()
         return workers
@@ -242,12 +217,14 @@ class Pipeline:
                 break
             if isinstance(item, DecodedFrame):
                 worker.index = item.index
-                self._frames_in += 1
+                self.metrics.frames_in += 1
             self._control.put(out, item, drain_stops=True)
         self._control.put(out, END, drain_stops=True)
 
     def _batch(self, worker: Worker, inp: queue.Queue, out: queue.Queue) -> None:
-        batcher = Batcher(self.config.batch, self.config.batch_timeout_ms / 1000.0)
+        timing = self._timing
+        reserve = timing.estimate.seconds_for if timing is not None else (lambda frames: 0.0)
+        batcher = Batcher(self.config.batch, self.config.batch_timeout_ms / 1000.0, reserve=reserve)
         while True:
             try:
                 item = self._control.get(inp, drain_stops=True, timeout=batcher.wait_s())
@@ -262,7 +239,9 @@ class Pipeline:
                 if isinstance(item, DecodedFrame):
                     worker.index = item.index
                     frame = item.frame
-                    ready = batcher.add_frame(item, (frame.width, frame.height, frame.format.name))
+                    deadline = timing.deadline_of(item) if timing is not None else None
+                    ready = batcher.add_frame(item, (frame.width, frame.height, frame.format.name), deadline)
+                    ready += batcher.due()  # a frame already late must not wait for company
                 else:
                     ready = batcher.add_other(item)
             for batch in ready:
@@ -279,7 +258,8 @@ class Pipeline:
                     break  # Ctrl-C: what was processed so far ends the output
                 if batch is END:
                     break
-                self._control.put(out, self._run_stages(worker, stages, batch))
+                arrivals = [decoded.arrival for decoded in batch.frames]
+                self._control.put(out, (self._run_stages(worker, stages, batch), arrivals))
         except KeyboardInterrupt:
             self._control.drain.set()  # raised by a stage: same as Ctrl-C
         # The encoder writes until END, so it must come even after an interruption.
@@ -289,8 +269,7 @@ class Pipeline:
         if not batch.frames:
             return batch.entries
         worker.index = batch.frames[0].index
-        deadline_s = self.config.deadline_ms / 1000.0
-        context = BatchContext(batch.frames, batch.started + deadline_s if deadline_s > 0 else None)
+        context = BatchContext(batch.frames, batch.deadline)
         frames = [decoded.frame for decoded in batch.frames]
         for stage in stages:
             worker.name = stage.name
@@ -306,14 +285,19 @@ class Pipeline:
     def _encode(self, worker: Worker, inp: queue.Queue, progress: Progress) -> None:
         writer = self._writer
         while True:
-            entries = self._control.get(inp)
-            if entries is END:
+            item = self._control.get(inp)
+            if item is END:
                 return
+            entries, arrivals = item
             begin = time.perf_counter()
+            k = 0
             for entry in entries:
                 if isinstance(entry, av.VideoFrame):
                     worker.index = writer.frames_written
                     writer.write_frame(entry)
+                    arrival = arrivals[k] if k < len(arrivals) else None
+                    self.metrics.frame_written(time.monotonic() - arrival if arrival is not None else None)
+                    k += 1
                     progress.update(1)
                 else:
                     writer.write_packet(entry)
@@ -334,7 +318,8 @@ class Pipeline:
 
     # --- the end ----------------------------------------------------------------
 
-    def _conclude(self, workers: list[Worker], stages: list[Any], interrupted: bool, seconds: float) -> RunResult:
+    def _conclude(self, reader: MediaReader, workers: list[Worker], stages: list[Any], interrupted: bool,
+                  seconds: float) -> RunResult:
         failure, writer = self._control.failure, self._writer
         if failure is None and interrupted and writer is not None and writer.frames_written == 0:
             self._abort()  # nothing to keep: no file under the target's name
@@ -348,18 +333,17 @@ class Pipeline:
                 failure = Failure("encode", writer.frames_written, exc)
         if failure is not None:
             raise self._error(failure, self._abort()) from failure.error
-        if not interrupted:
+        if reader.end_reason is not None:
+            self._emit(f"streamfix: warning: {reader.end_reason}; the output was closed cleanly with every "
+                       f"frame received (use --reconnect N to wait for the sender again)")
+        elif not interrupted:
             self._warn_if_short(self._expected_frames)
-        result = RunResult(input=str(self.source), output=str(self.target), frames_in=self._frames_in,
+        result = RunResult(input=self.metrics.source, output=self.metrics.target, frames_in=self.metrics.frames_in,
                            frames_out=writer.frames_written if writer else 0, seconds=seconds,
-                           interrupted=interrupted)
-        for worker in workers:
-            for label, busy in worker.busy_s.items():
-                result.stage_seconds[label] = result.stage_seconds.get(label, 0.0) + busy
-        for stage in stages:
-            stats = getattr(stage, "stats", None)
-            if callable(stats):
-                result.stage_stats[stage.name] = stats()
+                           interrupted=interrupted, live=self.live, input_ended=reader.end_reason,
+                           reconnects=reader.reconnects, latency_s=self.metrics.latency())
+        result.stage_seconds = _busy(workers)
+        result.stage_stats = stage_stats(stages)
         if interrupted:
             raise PipelineInterrupted(result)
         return result
@@ -373,6 +357,8 @@ class Pipeline:
             partial = self._writer.abort()
         except Exception:  # noqa: BLE001 - the original failure matters more
             return None
+        if partial is None:  # a stream: nothing to keep or remove
+            return None
         if self._writer.frames_written == 0:
             partial.unlink(missing_ok=True)
             return None
@@ -381,8 +367,9 @@ class Pipeline:
     def _warn_if_short(self, expected: int | None) -> None:
         """A cut MKV or MPEG-TS decodes without error up to the cut; say so when the
         container promised many more frames than it held."""
-        if expected and self._frames_in < 0.8 * expected:
-            self._emit(f"streamfix: warning: {self.source} ended after {self._frames_in} frames where its header "
+        frames_in = self.metrics.frames_in
+        if expected and frames_in < 0.8 * expected:
+            self._emit(f"streamfix: warning: {self.source} ended after {frames_in} frames where its header "
                        f"suggests about {expected}; it may be truncated (the output holds every frame it had)")
 
     @staticmethod
@@ -397,10 +384,28 @@ class Pipeline:
         return PipelineError(message, stage=failure.stage, index=failure.index, partial=partial)
 
 
-def run(source: str | Path, target: str | Path, config: RunConfig | None = None, *,
+def _busy(workers: list[Worker]) -> dict[str, float]:
+    """Seconds each stage (decode, restore, encode, ...) was busy, over all threads."""
+    total: dict[str, float] = {}
+    for worker in workers:
+        for label, busy in list(worker.busy_s.items()):
+            total[label] = total.get(label, 0.0) + busy
+    return total
+
+
+def _strings(options: dict[str, Any]) -> dict[str, str]:
+    """FFmpeg takes option values as strings; YAML gives ints and bools too."""
+    return {str(k): str(int(v) if isinstance(v, bool) else v) for k, v in options.items()}
+
+
+def run(source: Any, target: Any, config: RunConfig | None = None, *,
         quiet: bool = False, **overrides: Any) -> RunResult:
-    """Restore `source` into `target` (container from the suffix). `overrides` are
-    RunConfig fields (model=..., batch=..., ...) applied over `config`."""
+    """Restore `source` into `target`, as `streamfix run` does; returns the RunResult.
+
+    `source`/`target`: files, `-`, `pipe:N`, URLs, binary file-like objects, or (as
+    source) an open PyAV input container (see Pipeline). `overrides` are RunConfig
+    fields applied over `config`: model=..., batch=..., and sections as dicts, e.g.
+    output={"format": "mpegts"}, live={"max_latency_ms": 500}, input={"timeout_s": 5}."""
     from .run_config import with_overrides
 
     config = with_overrides(config or RunConfig(), **overrides)

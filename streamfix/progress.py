@@ -5,7 +5,8 @@ carriage-return-joined megabyte line), so when stderr is not a terminal we print
 plain line every `interval_s` instead. `--quiet` prints nothing.
 
 Only the encode thread calls `update`; `log` may be called from any stage thread, so
-messages (engine choice, passed-through frames) never tear the bar.
+messages (engine choice, passed-through frames) never tear the bar. In live mode a
+`status` callable adds the restored / passed-through counts to the bar and the lines.
 """
 
 from __future__ import annotations
@@ -47,13 +48,16 @@ class SilentProgress:
 class BarProgress:
     """A tqdm bar with frames, fps and ETA (the ETA needs a known frame count)."""
 
-    def __init__(self, total: int | None, stream: TextIO) -> None:
+    def __init__(self, total: int | None, stream: TextIO, status: Callable[[], str] | None = None) -> None:
         self._bar = tqdm(total=total or None, unit="frame", file=stream, dynamic_ncols=True,
                          smoothing=0.1, desc="restoring")
+        self._status = status
         self._lock = threading.Lock()
 
     def update(self, frames: int = 1) -> None:
         with self._lock:
+            if self._status is not None:
+                self._bar.set_postfix_str(self._status(), refresh=False)
             self._bar.update(frames)
 
     def log(self, message: str) -> None:
@@ -75,8 +79,9 @@ class LineProgress:
     """One plain line every `interval_s`: frames done, fps and, when known, the ETA."""
 
     def __init__(self, total: int | None, stream: TextIO, interval_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, status: Callable[[], str] | None = None) -> None:
         self._total = total or None
+        self._status = status
         self._stream = stream
         self._interval = interval_s
         self._clock = clock
@@ -102,6 +107,8 @@ class LineProgress:
         line += f" frames, {fps:.1f} fps, elapsed {format_duration(elapsed)}"
         if self._total and fps > 0 and self._done < self._total and not final:
             line += f", ETA {format_duration((self._total - self._done) / fps)}"
+        if self._status is not None:
+            line += f", {self._status()}"
         return line
 
     def _write(self, line: str) -> None:
@@ -129,14 +136,14 @@ def _is_sized_terminal(stream: TextIO) -> bool:
 
 
 def make_progress(config: ProgressConfig, total: int | None, *, quiet: bool = False,
-                  stream: TextIO | None = None) -> Progress:
+                  stream: TextIO | None = None, status: Callable[[], str] | None = None) -> Progress:
     """The reporter for `config.mode`; "auto" picks the bar only on a terminal."""
     stream = stream or sys.stderr
     mode = "off" if quiet else config.mode
     if mode == "auto":
         mode = "bar" if _is_sized_terminal(stream) else "lines"
     if mode == "bar":
-        return BarProgress(total, stream)
+        return BarProgress(total, stream, status)
     if mode == "lines":
-        return LineProgress(total, stream, config.interval_s)
+        return LineProgress(total, stream, config.interval_s, status=status)
     return SilentProgress()

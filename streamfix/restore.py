@@ -17,12 +17,16 @@ Three layouts reach the model this way:
   YCbCr, restore Y, convert back" without rounding the untouched chroma twice.
 
 The Restorer holds no threads and no queues: the pipeline, `streamfix eval` and
-embedders call it from whatever thread they like (one at a time).
+embedders call it from whatever thread they like, one at a time (it is not
+thread-safe: give each thread or stream its own Restorer; several Restorers can share
+one engine through streamfix.multistream.SharedEngine). `Restorer.stream()` runs it
+on a worker thread with bounded queues (frame_stream.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,10 +183,15 @@ class Restorer:
     the JPEG model). `jpeg_quality` is the quality assumed for inputs that carry none
     (e.g. a PNG saved from a JPEG); None leaves such frames untouched.
 
-    Use as a context manager; `close()` releases the engines.
+    `engine` is a backend name ("auto", "torch", ...) or a ready engine object that
+    also names its model in `info` (a streamfix.multistream.SharedEngine): the
+    Restorer then uses that engine and model and leaves the engine's lifetime to its
+    owner.
+
+    Use as a context manager; `close()` releases the engines it opened.
     """
 
-    def __init__(self, model: str | Path | None = None, *, engine: str = "auto", device: str = "auto",
+    def __init__(self, model: str | Path | None = None, *, engine: str | Any = "auto", device: str = "auto",
                  batch: int = 4, tile: int = 0, chroma: str = "passthrough",
                  jpeg_quality: int | None = None, engine_configs: Mapping[str, Any] | None = None,
                  ensemble: str = "stills", log: Callable[[str], None] = print) -> None:
@@ -192,6 +201,9 @@ class Restorer:
             raise ValueError(f"chroma must be one of {CHROMA_MODES}, got {chroma!r}")
         if batch < 1:
             raise ValueError(f"batch must be at least 1, got {batch}")
+        self._given_engine = None if isinstance(engine, str) else engine
+        if self._given_engine is not None:
+            model, engine = self._given_engine.info.name, self._given_engine.name
         self._choice = model
         self._engine_name, self._device, self._batch, self._tile = engine, device, batch, tile
         self.chroma = chroma
@@ -220,7 +232,8 @@ class Restorer:
     def close(self) -> None:
         loaded, self._loaded = self._loaded, {}
         for _, engine, _ in loaded.values():
-            engine.__exit__(None, None, None)
+            if engine is not self._given_engine:
+                engine.__exit__(None, None, None)
 
     # --- model and engine ---------------------------------------------------------
 
@@ -232,6 +245,8 @@ class Restorer:
         return self._load(self._current)[0]
 
     def _load(self, name: str) -> tuple[ModelInfo, Any, list]:
+        if name not in self._loaded and self._given_engine is not None:
+            self._loaded[name] = (self._given_engine.info, self._given_engine, [])
         if name not in self._loaded:
             from .engines.select import choose  # engines pull in heavy optional packages
 
@@ -254,6 +269,11 @@ class Restorer:
         return self._current
 
     @property
+    def batch_size(self) -> int:
+        """Most planes per engine call."""
+        return self._batch
+
+    @property
     def info(self) -> ModelInfo | None:
         return self._loaded[self._current][0] if self._current in self._loaded else None
 
@@ -265,6 +285,25 @@ class Restorer:
     @property
     def fallbacks(self) -> list:
         return list(self._loaded[self._current][2]) if self._current in self._loaded else []
+
+    def warm_up(self, width: int, height: int) -> float:
+        """One engine call on a blank luma-sized input (after `prepare`); returns its
+        seconds. Live mode runs it before the first frame: first calls are slow."""
+        info, engine, _ = self._load(self._model_for([]))
+        planes = info.model_args.channels + info.model_args.cond_channels
+        start = time.perf_counter()
+        engine.infer(np.zeros((1, planes, height, width), np.float32))
+        return time.perf_counter() - start
+
+    def stream(self, frames: Iterable[Any], *, max_pending: int = 8) -> Iterator[av.VideoFrame]:
+        """Restore `frames` (av.VideoFrames or the reader's DecodedFrames) on a worker
+        thread, yielding them in order. At most `max_pending` frames are held at once:
+        the iterable is read only as fast as frames are restored (back-pressure). The
+        Restorer must not be used by anything else meanwhile."""
+        from .frame_stream import FrameStream
+
+        with FrameStream(self, max_pending=max_pending) as stream:
+            yield from stream.restore_all(frames)
 
     # --- restoring ----------------------------------------------------------------
 

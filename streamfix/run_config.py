@@ -52,6 +52,48 @@ class ProgressConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class InputConfig:
+    """How the input is opened (files need none of it; pipes and network streams may)."""
+
+    format: str | None = None  # demuxer, e.g. mpegts, flv, matroska; null: detected
+    # FFmpeg protocol and demuxer options, e.g. {listen: 1, fifo_size: 100000}
+    options: dict[str, Any] = field(default_factory=dict)
+    # A live input silent for this long has ended (or reconnects, see below).
+    timeout_s: float = 15.0
+    # How often a network input is opened again after it stalled, broke or ended.
+    reconnect: int = 0
+
+    def __post_init__(self) -> None:
+        if self.timeout_s <= 0:
+            raise ValueError(f"input.timeout_s must be positive, got {self.timeout_s}")
+        if self.reconnect < 0:
+            raise ValueError(f"input.reconnect must be 0 or more, got {self.reconnect}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutputConfig:
+    """How the output is opened: the container for pipes and URLs, FFmpeg options."""
+
+    format: str | None = None  # muxer, e.g. mpegts, matroska, flv, nut; null: from the suffix or URL
+    # FFmpeg protocol and muxer options, e.g. {listen: 1} to serve tcp:// to one client
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LiveConfig:
+    """Live mode: frames restored only where they make their deadline (streamfix/live.py)."""
+
+    mode: Literal["auto", "on", "off"] = "auto"  # auto: on for pipes and network inputs
+    # Most time a frame may spend between decoding and encoding; frames the model
+    # cannot restore within it pass through unrestored.
+    max_latency_ms: float = 1000.0
+
+    def __post_init__(self) -> None:
+        if self.max_latency_ms <= 0:
+            raise ValueError(f"live.max_latency_ms must be positive, got {self.max_latency_ms}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunConfig:
     # A bundled model name or a weights file; null picks one per input (JPEG model
     # for JPEG/MJPEG and stills, the QP-conditioned video model otherwise).
@@ -62,10 +104,6 @@ class RunConfig:
     # A partial batch waits at most this long for more frames, so batching never
     # adds more than this to a frame's latency.
     batch_timeout_ms: float = 20.0
-    # Live use: a batch whose processing starts more than this long after its first
-    # frame arrived passes through unrestored, so a slow engine cannot make a stream
-    # fall ever further behind. 0: no deadline (files: every frame is restored).
-    deadline_ms: float = 0.0
     tile: int = 0  # tile side in pixels; 0: whole frames unless too large for memory
     # passthrough: chroma copied unchanged; luma_model: chroma planes restored by the
     # luma model too.
@@ -80,6 +118,9 @@ class RunConfig:
     engines: dict[str, dict[str, Any]] = field(default_factory=dict)
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     queues: QueueConfig = field(default_factory=QueueConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
     stages: tuple[dict[str, Any], ...] = field(default_factory=_restore_only)
     progress: ProgressConfig = field(default_factory=ProgressConfig)
 
@@ -88,8 +129,6 @@ class RunConfig:
             raise ValueError(f"batch must be at least 1, got {self.batch}")
         if self.batch_timeout_ms < 0:
             raise ValueError(f"batch_timeout_ms must be 0 or more, got {self.batch_timeout_ms}")
-        if self.deadline_ms < 0:
-            raise ValueError(f"deadline_ms must be 0 (none) or more, got {self.deadline_ms}")
         if self.tile < 0:
             raise ValueError(f"tile must be 0 (automatic) or a positive size, got {self.tile}")
         if self.jpeg_quality is not None and not 1 <= self.jpeg_quality <= 100:
@@ -109,13 +148,19 @@ def load_run_config(path: str | Path | None = None) -> RunConfig:
     return from_dict(RunConfig, load_yaml(path), str(path))
 
 
-def with_overrides(config: RunConfig, *, encode: dict[str, Any] | None = None, **changes: Any) -> RunConfig:
-    """`config` with the non-None top-level `changes` and `encode` fields applied
-    (command-line flags over the file), validated like the file."""
+NESTED = ("encode", "queues", "input", "output", "live", "progress")
+
+
+def with_overrides(config: RunConfig, **changes: Any) -> RunConfig:
+    """`config` with the non-None `changes` applied (command-line flags over the file),
+    validated like the file. A nested section (encode, input, output, live, ...) takes
+    a dict of its own non-None fields."""
     try:
-        encode_changes = {k: v for k, v in (encode or {}).items() if v is not None}
-        if encode_changes:
-            changes["encode"] = dataclasses.replace(config.encode, **encode_changes)
+        for section in NESTED:
+            if isinstance(changes.get(section), dict):
+                fields = {k: v for k, v in changes.pop(section).items() if v is not None}
+                if fields:
+                    changes[section] = dataclasses.replace(getattr(config, section), **fields)
         return dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -7,6 +7,8 @@ A stage is any object with this shape (no base class to inherit):
                                            # description of the frames it will output
     process(frames, context) -> frames     # one output frame per input frame, in order
     close() -> None                        # once, also after an error
+    go_live(timing) -> None                # optional: once before the first batch in
+                                           # live mode (a LiveTiming, see live.py)
 
 `open` and `close` run in the caller's thread, `process` on the pipeline's process
 thread (one batch at a time, never concurrently). `context` carries what the frames alone cannot tell:
@@ -38,6 +40,7 @@ from typing import Any, Protocol, runtime_checkable
 import av
 
 from .config import ConfigError, from_dict
+from .live import InferenceEstimate, LiveTiming
 from .restore import Restorer
 
 ENTRY_POINT_GROUP = "streamfix.stages"
@@ -48,9 +51,10 @@ class BatchContext:
     """What a stage knows about a batch besides its frames.
 
     `decoded[i]` is the reader's DecodedFrame that `frames[i]` came from (index, the
-    original frame, qp_map, packet_bytes, jpeg_quality). `deadline` is a
-    `time.monotonic()` time by which the batch should be done, or None (files: no
-    deadline). A stage that cannot make the deadline may return its input unchanged.
+    original frame, qp_map, packet_bytes, jpeg_quality, arrival). `deadline` is a
+    `time.monotonic()` time by which the batch should be done (its oldest frame's
+    deadline in live mode), or None (files: no deadline). A stage that cannot make the
+    deadline may return its input unchanged.
     """
 
     decoded: Sequence[Any]
@@ -71,8 +75,11 @@ class Stage(Protocol):
 class RestoreStage:
     """Compression-artifact removal: the Restorer as a stage.
 
-    A batch that starts after its deadline passes through unrestored (and is counted
-    as passed through): in live use, late restored frames are worse than none.
+    With a deadline, only as many frames are restored as the running estimate of
+    inference time says will be done before it; the rest of the batch passes through
+    unrestored (counted as passed through and as `late`): in live use, late restored
+    frames are worse than none. The first frames get restored, the later ones pass:
+    either way the whole batch leaves together.
     """
 
     name = "restore"
@@ -81,25 +88,41 @@ class RestoreStage:
         self.restorer = restorer
         self._clock = clock
         self._engine: dict[str, Any] = {}
+        self._size: tuple[int, int] | None = None
+        self.estimate = InferenceEstimate()
         self.late = 0
 
     def open(self, video: Any) -> Any:
         info = self.restorer.prepare(video)
+        self._size = (video.width, video.height)
         engine = self.restorer.engine
         # Kept here because the restorer forgets its engine when it closes.
         self._engine = {"model": info.name, "engine": engine.name, "device": engine.device,
                         "fallbacks": [str(f) for f in self.restorer.fallbacks]}
         return video
 
+    def go_live(self, timing: LiveTiming) -> None:
+        """Share the live estimate and seed it: the first engine call is slow (memory
+        allocation, kernel choice), so it runs now, and the second one is measured."""
+        self.estimate = timing.estimate
+        if self._size is not None:
+            self.restorer.warm_up(*self._size)
+            self.estimate.record(self.restorer.warm_up(*self._size), 1)
+
     def process(self, frames: list[av.VideoFrame], context: BatchContext) -> list[av.VideoFrame]:
-        if context.deadline is not None and self._clock() > context.deadline:
-            self.late += len(frames)
-            self.restorer.passed_through += len(frames)
-            return list(frames)
+        fits = len(frames)
+        if context.deadline is not None:
+            fits = self.estimate.frames_within(context.deadline - self._clock(), len(frames))
         # Side data describes the decoded frames; an earlier stage may have replaced
         # them (same count, same order), so the strengths are read from `decoded`.
-        strengths = [self.restorer.strength_of(d) for d in context.decoded]
-        return self.restorer.restore_frames(frames, strengths)
+        strengths = [self.restorer.strength_of(d) for d in context.decoded[:fits]]
+        before, start = self.restorer.restored, time.perf_counter()
+        restored = self.restorer.restore_frames(frames[:fits], strengths)
+        self.estimate.record(time.perf_counter() - start, self.restorer.restored - before)
+        late = len(frames) - fits
+        self.late += late
+        self.restorer.passed_through += late
+        return restored + list(frames[fits:])
 
     def close(self) -> None:
         self.restorer.close()

@@ -159,7 +159,7 @@ def test_the_decoder_never_runs_far_ahead_of_a_slow_stage(tmp_path, cpu_config):
 
         def process(self, frames, context):
             time.sleep(0.01)  # far slower than decoding 64x48 frames
-            ahead.append(pipeline._frames_in - len(self.seen))
+            ahead.append(pipeline.metrics.frames_in - len(self.seen))
             return super().process(frames, context)
 
     queues = QueueConfig(decoded=1, batches=1, processed=1)

@@ -19,13 +19,21 @@ Rules this module keeps, and why:
   through FFmpeg's opaque copy, which survives B-frame reordering.
 - Still images never go through FFmpeg: see stills.py.
 - Every failure a user can cause is an InputError with one line that says what to do.
+- Live sources (pipes, network URLs, see endpoints.py) are read with a timeout, so a
+  stalled sender cannot hang the run. When such a source stalls, breaks or sends
+  garbage after some frames, reading ends as if the stream had ended (`end_reason`
+  says why) so the output is finished with every frame received, or the source is
+  opened again up to `reconnect` times, with timestamps continued where they stopped.
+- Each frame carries the monotonic time it left the decoder (`arrival`): live mode
+  computes its deadline from it.
 """
 
 from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -36,8 +44,9 @@ from PIL import Image
 
 from ..errors import InputError
 from ..jpeg import quality_from_tables
-from . import stills
+from . import endpoints, stills
 from .qp import EXPORT_QP_OPTIONS, frame_qp_map
+from .timestamps import Timestamps
 
 # Seconds to wait for a network source to connect / to send data before giving up.
 NETWORK_TIMEOUT_S = 15.0
@@ -80,10 +89,7 @@ class DecodedFrame:
     qp_map: np.ndarray | None       # H.264 per-macroblock QP
     packet_bytes: int | None        # size of the coded packet this frame came from
     jpeg_quality: int | None        # JPEG stills and MJPEG frames: quality from the tables
-
-
-def _is_url(source: str) -> bool:
-    return "://" in source
+    arrival: float | None = None    # time.monotonic() when the decoder produced it
 
 
 def _check_local_file(path: Path) -> None:
@@ -103,26 +109,42 @@ def _snap_rotation(degrees: float) -> int:
 
 
 class MediaReader:
-    """Open `source` (a path or URL); `video` describes it, `items()` streams it.
+    """Open `source`; `video` describes it, `items()` streams it.
+
+    `source` is a path, `-` (stdin), `pipe:N`, a URL, a binary file-like object, or an
+    open PyAV input container (left open: its owner closes it). `input_format` forces
+    the demuxer (e.g. "mpegts" for a pipe), `options` go to FFmpeg's protocol and
+    demuxer (e.g. {"listen": "1"}), `timeout_s` bounds every wait for data on a live
+    source, and `reconnect` is how often a live URL is opened again after it broke.
 
     Use as a context manager: the container is closed on exit, also on error.
     `items()` can be iterated once. Packets and `copy_streams` belong to the open
     container: hand them to the writer before the reader is closed.
     """
 
-    def __init__(self, source: str | Path, *, input_format: str | None = None,
-                 options: dict[str, str] | None = None) -> None:
-        self.source = str(source)
+    def __init__(self, source: str | Path | object, *, input_format: str | None = None,
+                 options: dict[str, str] | None = None, timeout_s: float = NETWORK_TIMEOUT_S,
+                 reconnect: int = 0, log: Callable[[str], None] = print) -> None:
+        self.source = source if isinstance(source, (str, Path)) else endpoints.describe(source)
+        self.source = str(self.source)
+        self.live = endpoints.is_live(source) if isinstance(source, str) else False
+        self.end_reason: str | None = None  # why a live source ended early, if it did
+        self.reconnects = 0
         self.copy_streams: list[av.stream.Stream] = []
+        self._input, self._format, self._options = source, input_format, dict(options or {})
+        self._timeout_s, self._reconnect, self._log = timeout_s, reconnect, log
         self._container: av.container.InputContainer | None = None
+        self._owns_container = not isinstance(source, av.container.InputContainer)
+        self._stdin_blocking: bool | None = None
         self._pending: list[DecodedFrame | av.Packet] = []
-        if not _is_url(self.source):
+        is_file = isinstance(source, Path) or (isinstance(source, str) and endpoints.is_path(source))
+        if is_file:
             _check_local_file(Path(self.source))
-        if input_format is None and not _is_url(self.source) and stills.sniff_still(self.source):
+        if input_format is None and is_file and stills.sniff_still(self.source):
             self._still = stills.read_still(self.source)
             self._items = self._still_items()
         else:
-            self._open_container(input_format, options)
+            self._open_container()
             self._items = self._container_items()
         try:
             self.video = self._peek_first_frame()
@@ -132,16 +154,41 @@ class MediaReader:
 
     # --- opening ---------------------------------------------------------------
 
-    def _open_container(self, input_format: str | None, options: dict[str, str] | None) -> None:
-        try:
-            self._container = av.open(self.source, format=input_format, options=options or {},
-                                      timeout=(NETWORK_TIMEOUT_S, NETWORK_TIMEOUT_S))
-        except av.error.FFmpegError as exc:
-            if _is_url(self.source):
-                raise InputError(f"{self.source}: cannot open the stream ({exc.strerror}); "
-                                 f"check the address and that the server is up") from None
-            raise InputError(f"{self.source}: cannot be read as a video ({exc.strerror}); it is "
-                             f"not a media file, or it is truncated or corrupt") from None
+    def _open_target(self) -> object:
+        """What av.open reads: stdin becomes FFmpeg's pipe protocol on a non-blocking
+        descriptor, so FFmpeg polls it and its read timeout works (a blocking read of
+        a silent pipe would never return)."""
+        source = self._input
+        if source == endpoints.PIPE:
+            source = "pipe:0"
+        if isinstance(source, str) and source.startswith("pipe:") and source[5:].isdigit():
+            fd = int(source[5:])
+            if self._stdin_blocking is None:
+                self._stdin_blocking = os.get_blocking(fd)
+                self._pipe_fd = fd
+            os.set_blocking(fd, False)
+        return str(source) if isinstance(source, Path) else source
+
+    def _open_container(self) -> None:
+        if isinstance(self._input, av.container.InputContainer):
+            self._container = self._input
+        else:
+            options = dict(self._options)
+            if endpoints.is_url(self._input):
+                options = {**endpoints.timeout_options(self._input, self._timeout_s), **options}
+            try:
+                self._container = av.open(self._open_target(), format=self._format, options=options,
+                                          timeout=(self._timeout_s, self._timeout_s))
+            except av.error.FFmpegError as exc:
+                self._restore_pipe()
+                if self.live or endpoints.is_url(self._input):
+                    raise InputError(f"{self.source}: cannot open the stream ({exc.strerror}); check the "
+                                     f"address, that the sender is running, and --input-format") from None
+                raise InputError(f"{self.source}: cannot be read as a video ({exc.strerror}); it is "
+                                 f"not a media file, or it is truncated or corrupt") from None
+        self._set_up_streams()
+
+    def _set_up_streams(self) -> None:
         container = self._container
         if not container.streams.video:
             kinds = ", ".join(f"{s.type} ({s.codec_context.name if s.codec_context else 'unknown codec'})"
@@ -209,15 +256,32 @@ class MediaReader:
 
     def _still_items(self) -> Iterator[DecodedFrame]:
         yield DecodedFrame(index=0, frame=self._still.frame, qp_map=None, packet_bytes=None,
-                           jpeg_quality=self._still.jpeg_quality)
+                           jpeg_quality=self._still.jpeg_quality, arrival=time.monotonic())
 
     def _container_items(self) -> Iterator[DecodedFrame | av.Packet]:
-        container, stream = self._container, self._stream
-        wanted = [stream, *self.copy_streams]
         self._index = 0
-        self._timing = _Timestamps(stream)
+        self._timing = Timestamps(self._stream)
+        while True:
+            problem = yield from self._demux()
+            if self._may_reconnect():
+                self._reopen(problem or "the stream ended")
+                continue
+            if problem is None:
+                return
+            if not self.live:
+                raise InputError(f"{self.source}: reading failed after {self._index} frames ({problem}); "
+                                 f"the file is truncated or corrupt from there on")
+            # A live source that stalls or breaks has still delivered good frames:
+            # end here so they are written, and say why the stream ended.
+            self.end_reason = f"{self.source} stopped sending after {self._index} frames ({problem})"
+            return
+
+    def _demux(self) -> Iterator[DecodedFrame | av.Packet]:
+        """One connection's items; returns None at its end, or what went wrong."""
+        container, stream = self._container, self._stream
         try:
-            for packet in container.demux(wanted):
+            for packet in container.demux([stream, *self.copy_streams]):
+                self._timing.shift_packet(packet)
                 if packet.stream.index != stream.index:
                     if packet.size:
                         yield packet
@@ -232,8 +296,32 @@ class MediaReader:
                 yield from self._decoded(stream.decode(None))
             except av.error.FFmpegError:
                 pass
-            raise InputError(f"{self.source}: reading failed after {self._index} frames ({exc.strerror}); "
-                             f"the file is truncated or corrupt from there on") from None
+            if isinstance(exc, av.error.ExitError):
+                return f"no data for {self._timeout_s:g} s"
+            return exc.strerror or type(exc).__name__
+        return None
+
+    def _may_reconnect(self) -> bool:
+        return self.live and endpoints.is_url(self._input) and self.reconnects < self._reconnect
+
+    def _reopen(self, problem: str) -> None:
+        """Open the URL again (up to `reconnect` times in all, half a second apart and
+        more each time); timestamps continue one frame after the last one."""
+        while True:
+            self.reconnects += 1
+            self._log(f"streamfix: {self.source}: {problem} after {self._index} frames; reconnecting "
+                      f"({self.reconnects} of {self._reconnect})")
+            self._close_container()
+            time.sleep(min(0.5 * self.reconnects, 5.0))
+            try:
+                self._open_container()
+            except InputError as exc:
+                if self.reconnects >= self._reconnect:
+                    raise InputError(f"{exc} (gave up after {self.reconnects} reconnects)") from None
+                problem = "cannot reconnect"
+                continue
+            self._timing.new_segment(self._stream)
+            return
 
     def _decoded(self, frames: list[av.VideoFrame]) -> Iterator[DecodedFrame]:
         for frame in frames:
@@ -241,7 +329,7 @@ class MediaReader:
             self._check_same_shape(frame, self._index)
             size, quality = frame.opaque if frame.opaque is not None else (None, None)
             yield DecodedFrame(index=self._index, frame=frame, qp_map=frame_qp_map(frame),
-                               packet_bytes=size, jpeg_quality=quality)
+                               packet_bytes=size, jpeg_quality=quality, arrival=time.monotonic())
             self._index += 1
 
     def _mjpeg_quality(self, packet: av.Packet) -> int | None:
@@ -270,47 +358,33 @@ class MediaReader:
     # --- lifetime --------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the container. Its streams and packets die with it (touching them
-        afterwards crashes inside FFmpeg), so copy_streams is emptied too."""
-        if self._container is not None:
-            self._container.close()
-            self._container = None
+        """Close the container (unless the caller opened it). Its streams and packets
+        die with it (touching them afterwards crashes inside FFmpeg), so copy_streams
+        is emptied too."""
+        self._close_container()
         self.copy_streams = []
+        self._restore_pipe()
+
+    def _close_container(self) -> None:
+        if self._container is not None:
+            if self._owns_container:
+                self._container.close()
+            self._container = None
+
+    def _restore_pipe(self) -> None:
+        """Give a pipe descriptor back in the blocking mode it came in."""
+        if self._stdin_blocking is not None:
+            try:
+                os.set_blocking(self._pipe_fd, self._stdin_blocking)
+            except OSError:
+                pass
+            self._stdin_blocking = None
 
     def __enter__(self) -> MediaReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class _Timestamps:
-    """Every frame leaves with a pts later than the previous frame's.
-
-    A frame without one (raw .h264 has none) gets its dts, or the previous pts plus
-    one frame period. A frame whose pts does not advance (damaged or badly muxed
-    files) is moved one tick after the previous frame: muxers refuse equal or falling
-    timestamps, and dropping the frame would lose it.
-    """
-
-    def __init__(self, stream: av.video.stream.VideoStream) -> None:
-        self.time_base = stream.time_base
-        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-        self.step = max(1, round(1 / (Fraction(rate) * self.time_base)))
-        self.last: int | None = None
-        self.first = stream.start_time or 0
-
-    def fill(self, frame: av.VideoFrame) -> None:
-        if frame.time_base is None:
-            frame.time_base = self.time_base
-        if frame.pts is None:
-            if frame.dts is not None and (self.last is None or frame.dts > self.last):
-                frame.pts = frame.dts
-            else:
-                frame.pts = self.first if self.last is None else self.last + self.step
-        elif self.last is not None and frame.pts <= self.last:
-            frame.pts = self.last + 1
-        self.last = frame.pts
 
 
 def _bits(pix_fmt: av.VideoFormat) -> int:

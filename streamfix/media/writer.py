@@ -19,6 +19,10 @@ Rules this module keeps, and why:
   was written (still playable) and leaves it under the partial name.
 - Unwritable targets fail before any decoding or inference starts (`check_writable`).
 - A still-image target (.png, .jpg, ...) is written with PIL (see stills.py).
+- A pipe (`-`, `pipe:N`), a URL or a file-like object has no name to rename: it is
+  written directly, in the container format given (URLs default to their protocol's
+  usual one, e.g. MPEG-TS for udp://), and packets are flushed as they are muxed so
+  a receiver downstream is not kept waiting on a half-full buffer.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from pathlib import Path
 import av
 
 from ..errors import OutputError
-from . import stills
+from . import endpoints, stills
 from .encoding import EncodeConfig, choose_pix_fmt, encoder_options, parse_bitrate
 from .reader import VideoInfo
 
@@ -104,11 +108,11 @@ class MediaWriter:
     the user should know about (a changed pixel format, a dropped stream).
     """
 
-    def __init__(self, target: str | Path, video: VideoInfo, copy_streams: list,
+    def __init__(self, target: str | Path | object, video: VideoInfo, copy_streams: list,
                  config: EncodeConfig | None = None, *, container_format: str | None = None,
-                 source: str | Path | None = None, log: Callable[[str], None] = print) -> None:
-        self.target = check_writable(target, source, container_format=container_format)
-        self.partial = partial_path(self.target)
+                 options: dict[str, str] | None = None, source: str | Path | None = None,
+                 log: Callable[[str], None] = print) -> None:
+        self.is_file = endpoints.is_path(target)
         self.video = video
         self.config = config or EncodeConfig()
         self.log = log
@@ -117,11 +121,32 @@ class MediaWriter:
         self._last_pts: Fraction | None = None
         self._container: av.container.OutputContainer | None = None
         self._copy_map: dict[int, av.stream.Stream] = {}
-        self._still_format = stills.IMAGE_SUFFIXES.get(self.target.suffix.lower()) if container_format is None else None
+        self._options = dict(options or {})
+        if self.is_file:
+            self.target = check_writable(target, source, container_format=container_format)
+            self.partial: Path | None = partial_path(self.target)
+            self._still_format = (stills.IMAGE_SUFFIXES.get(self.target.suffix.lower())
+                                  if container_format is None else None)
+        else:
+            self.target, self.partial, self._still_format = target, None, None
         if self._still_format is not None:
             self._open_still()
         else:
-            self._open_container(container_format_for(self.target, container_format), copy_streams)
+            self._open_container(self._format_name(container_format), copy_streams)
+
+    @property
+    def name(self) -> str:
+        """The file being written (partial name while unfinished), or the stream."""
+        return str(self.partial) if self.partial is not None else endpoints.describe(self.target)
+
+    def _format_name(self, container_format: str | None) -> str:
+        if self.is_file:
+            return container_format_for(self.target, container_format)
+        chosen = container_format or endpoints.output_format_for(self.target)
+        if chosen is None:
+            raise OutputError(f"{endpoints.describe(self.target)}: a stream output needs a container "
+                              f"format; give one with --format, e.g. --format mpegts (or matroska, nut, flv)")
+        return container_format_for(self.target, chosen)
 
     # --- opening ---------------------------------------------------------------
 
@@ -133,10 +158,19 @@ class MediaWriter:
         self.pix_fmt = self.video.pix_fmt
 
     def _open_container(self, format_name: str, copy_streams: list) -> None:
+        target = self.target
+        if self.is_file:
+            target = str(self.partial)
+        elif target == endpoints.PIPE:
+            target = "pipe:1"
+        options = dict(self._options)
+        if not self.is_file:
+            # Live receivers want each packet now, not when a 32 KiB buffer fills.
+            options.setdefault("flush_packets", "1")
         try:
-            self._container = av.open(str(self.partial), "w", format=format_name)
+            self._container = av.open(target, "w", format=format_name, options=options)
         except (av.error.FFmpegError, OSError) as exc:
-            raise OutputError(f"{self.partial}: cannot be created ({exc}); check the path and free space") from None
+            raise OutputError(f"{self.name}: cannot be created ({exc}); check the path and free space") from None
         try:
             self._stream = self._add_video_stream()
             self._add_copy_streams(copy_streams)
@@ -145,6 +179,12 @@ class MediaWriter:
             self._container.start_encoding()
         except (av.error.FFmpegError, ValueError) as exc:
             self._discard()
+            if not self.is_file and isinstance(exc, OSError):
+                # The header is the first write: a stream output connects (or, in
+                # listen mode, waits for its client) here.
+                raise OutputError(f"{self.name}: cannot open the stream output ({exc.strerror}); check the "
+                                  f"address and that the receiver is up (listen mode: that a client "
+                                  f"connected in time)") from None
             raise OutputError(f"{self.target}: the encoder {self.config.codec} cannot start with "
                               f"{self.pix_fmt} {self.video.size} ({exc}); try another codec or pixel format") from None
         except BaseException:
@@ -225,8 +265,7 @@ class MediaWriter:
         try:
             self._container.mux(self._stream.encode(frame))
         except av.error.FFmpegError as exc:
-            raise OutputError(f"{self.partial}: encoding frame {self.frames_written} failed ({exc.strerror}); "
-                              f"check free disk space") from None
+            raise self._write_failed(f"encoding frame {self.frames_written}", exc) from None
         self.frames_written += 1
 
     def _check_increasing(self, frame: av.VideoFrame) -> None:
@@ -274,8 +313,7 @@ class MediaWriter:
         try:
             self._container.mux(packet)
         except av.error.FFmpegError as exc:
-            raise OutputError(f"{self.partial}: copying a {stream.type} packet at pts {packet.pts} "
-                              f"failed ({exc.strerror})") from None
+            raise self._write_failed(f"copying a {stream.type} packet at pts {packet.pts}", exc) from None
 
     # --- ending ----------------------------------------------------------------
 
@@ -287,6 +325,10 @@ class MediaWriter:
         else:
             self._flush_and_close(quiet=False)
         self._closed = True
+        if self.partial is None:
+            if self.frames_written == 0:
+                raise OutputError(f"{self.name}: no frame was written")
+            return self.target
         if self.frames_written == 0:
             raise OutputError(f"{self.target}: no frame was written; the incomplete output is left at {self.partial}")
         try:
@@ -296,8 +338,9 @@ class MediaWriter:
                               f"it is complete at {self.partial}") from None
         return self.target
 
-    def abort(self) -> Path:
-        """Close what was written so it stays playable; it keeps the partial name."""
+    def abort(self) -> Path | None:
+        """Close what was written so it stays playable; a file keeps the partial name
+        (returned), a stream is just closed (None)."""
         if not self._closed:
             self._closed = True
             if self._still_format is not None:
@@ -315,13 +358,18 @@ class MediaWriter:
         except av.error.FFmpegError as exc:
             if not quiet:
                 container.close()
-                raise OutputError(f"{self.partial}: flushing the encoder failed ({exc.strerror})") from None
+                raise self._write_failed("flushing the encoder", exc) from None
         try:
             container.close()
         except av.error.FFmpegError as exc:
             if not quiet:
-                raise OutputError(f"{self.partial}: finishing the file failed ({exc.strerror}); "
-                                  f"check free disk space") from None
+                raise self._write_failed("finishing the output", exc) from None
+
+    def _write_failed(self, what: str, exc: av.error.FFmpegError) -> OutputError:
+        if self.is_file:
+            return OutputError(f"{self.name}: {what} failed ({exc.strerror}); check free disk space")
+        return OutputError(f"{self.name}: {what} failed ({exc.strerror}); the receiver closed the pipe "
+                           f"or connection, or cannot be reached")
 
     def _save_still(self, path: Path) -> None:
         try:
@@ -340,7 +388,8 @@ class MediaWriter:
                 pass
             self._container = None
         self._closed = True
-        self.partial.unlink(missing_ok=True)
+        if self.partial is not None:
+            self.partial.unlink(missing_ok=True)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -354,6 +403,6 @@ class MediaWriter:
             try:
                 self.abort()
             except Exception as exc:  # the original error matters more; keep this one visible too
-                self.log(f"closing {self.partial} after an error also failed: {exc}")
+                self.log(f"closing {self.name} after an error also failed: {exc}")
         elif not self._closed:
             self.finish()

@@ -1,0 +1,105 @@
+"""Live mode: every frame gets a deadline, and frames are restored only where it fits.
+
+A live stream (a pipe, a network source) arrives in real time and must leave in real
+time. When restoration is slower than the stream (the full model on a small CPU),
+queueing frames for it would build a backlog that grows without end; so instead each
+frame gets a deadline, and a batch is restored only if, by the running estimate of
+inference time, it will be done before its oldest frame's deadline. Otherwise its
+frames pass through unrestored. Frames are never dropped or reordered: a passed-through
+frame is the decoded frame itself, with its timestamp.
+
+The deadline is the frame's presentation time mapped onto the wall clock, plus the
+latency budget. The mapping is anchored on the least-delayed frame seen so far
+(`arrival - pts` at its smallest): a frame that reaches the decoder late because the
+pipeline fell behind (the backlog then sits in the socket or pipe, where arrival times
+cannot see it) still gets the deadline it should have had. The anchor may rise by
+`drift` seconds per stream second, so a sender whose clock runs slightly slow is not
+mistaken for a growing backlog.
+
+All objects here are shared between pipeline threads. Their state is a few floats
+written by one thread and read by others (single attribute writes, atomic in CPython),
+so no lock is needed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+# How fast the anchor may follow a sender whose clock is slower than its timestamps:
+# 0.2 %, far more than real clock drift, far less than a backlog builds.
+DRIFT = 0.002
+
+
+class InferenceEstimate:
+    """Seconds of restoration per frame, as a running (exponentially weighted) mean."""
+
+    def __init__(self, weight: float = 0.3) -> None:
+        self.weight = weight
+        self.per_frame_s: float | None = None
+
+    def record(self, seconds: float, frames: int) -> None:
+        if frames <= 0:
+            return
+        sample = seconds / frames
+        known = self.per_frame_s
+        self.per_frame_s = sample if known is None else known + self.weight * (sample - known)
+
+    def seconds_for(self, frames: int) -> float:
+        """Predicted time to restore `frames` frames (0 while nothing was measured)."""
+        return (self.per_frame_s or 0.0) * frames
+
+    def frames_within(self, seconds: float, most: int) -> int:
+        """How many of `most` frames can be restored in `seconds` (all while unmeasured,
+        as long as there is time at all)."""
+        if seconds <= 0:
+            return 0
+        if not self.per_frame_s:
+            return most
+        return max(0, min(most, math.floor(seconds / self.per_frame_s)))
+
+
+class DeadlineClock:
+    """Deadlines (time.monotonic() values) for frames from their presentation times."""
+
+    def __init__(self, budget_s: float, drift: float = DRIFT) -> None:
+        if budget_s <= 0:
+            raise ValueError(f"the latency budget must be positive, got {budget_s} s")
+        self.budget_s = budget_s
+        self.drift = drift
+        self._anchor: float | None = None  # wall-clock time of presentation time 0
+        self._last_pts_s = 0.0
+
+    def deadline(self, pts_s: float, arrival: float) -> float:
+        offset = arrival - pts_s
+        if self._anchor is None:
+            self._anchor = offset
+        else:
+            allowed = self._anchor + self.drift * max(0.0, pts_s - self._last_pts_s)
+            self._anchor = min(allowed, offset)
+        self._last_pts_s = pts_s
+        return pts_s + self._anchor + self.budget_s
+
+
+class LiveTiming:
+    """What live mode shares between the batcher and the restore stage: the latency
+    budget, the frames' deadlines and the measured speed of restoration."""
+
+    def __init__(self, budget_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.deadlines = DeadlineClock(budget_s)
+        self.estimate = InferenceEstimate()
+        self.clock = clock
+
+    @property
+    def budget_s(self) -> float:
+        return self.deadlines.budget_s
+
+    def deadline_of(self, decoded: object) -> float:
+        """A DecodedFrame's deadline (its arrival time when it has none, e.g. in tests)."""
+        frame = decoded.frame  # type: ignore[attr-defined]
+        arrival = getattr(decoded, "arrival", None)
+        if arrival is None:
+            arrival = self.clock()
+        pts_s = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else 0.0
+        return self.deadlines.deadline(pts_s, arrival)

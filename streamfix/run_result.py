@@ -1,0 +1,86 @@
+"""What a run produced (RunResult, the `--stats` JSON) and how it can fail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import StreamfixError
+
+
+class PipelineError(StreamfixError):
+    """A stage failed. For user errors (bad input, ...) the message is the original one-line
+    message; for anything else it names the stage, frame and exception. Either way it
+    names the incomplete output, if one was started. The original is `__cause__`."""
+
+    def __init__(self, message: str, *, stage: str, index: int | None, partial: Path | None) -> None:
+        super().__init__(message)
+        self.stage, self.index, self.partial = stage, index, partial
+
+    @property
+    def user_error(self) -> bool:
+        return isinstance(self.__cause__, StreamfixError)
+
+
+@dataclass(slots=True)
+class RunResult:
+    """What a run did; `to_dict()` is the `--stats` JSON."""
+
+    input: str
+    output: str
+    frames_in: int = 0
+    frames_out: int = 0
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    interrupted: bool = False
+    live: bool = False
+    # Why a live input ended before its sender closed it cleanly (stalled, broke),
+    # or None.
+    input_ended: str | None = None
+    reconnects: int = 0
+    latency_s: dict[str, float] = field(default_factory=dict)  # last / mean / max, decode to encode
+
+    @property
+    def fps(self) -> float:
+        return self.frames_out / self.seconds if self.seconds > 0 else 0.0
+
+    def _restore(self, key: str, default: Any) -> Any:
+        return self.stage_stats.get("restore", {}).get(key, default)
+
+    @property
+    def restored(self) -> int:
+        return self._restore("restored", 0)
+
+    @property
+    def passed_through(self) -> int:
+        return self._restore("passed_through", 0)
+
+    @property
+    def engine(self) -> str | None:
+        return self._restore("engine", None)
+
+    @property
+    def fallbacks(self) -> list[str]:
+        return self._restore("fallbacks", [])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input": self.input, "output": self.output, "frames_in": self.frames_in,
+            "frames_out": self.frames_out, "restored": self.restored,
+            "passed_through": self.passed_through, "seconds": round(self.seconds, 3),
+            "fps": round(self.fps, 3), "engine": self.engine, "fallbacks": self.fallbacks,
+            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+            "stages": self.stage_stats, "interrupted": self.interrupted, "live": self.live,
+            "late": self._restore("late", 0), "input_ended": self.input_ended,
+            "reconnects": self.reconnects, "latency_s": {k: round(v, 4) for k, v in self.latency_s.items()},
+        }
+
+
+class PipelineInterrupted(KeyboardInterrupt):
+    """Ctrl-C: the output was finished with the frames processed so far (`result`)."""
+
+    def __init__(self, result: RunResult) -> None:
+        super().__init__(f"interrupted: {result.output} holds {result.frames_out} frames")
+        self.result = result

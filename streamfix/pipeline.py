@@ -99,7 +99,7 @@ class Pipeline:
         self.live = mode == "on" or (mode == "auto" and endpoints.is_live(source))
         self._timing = LiveTiming(self.config.live.max_latency_ms / 1000.0) if self.live else None
         self.metrics = StreamMetrics(name or endpoints.describe(source), endpoints.describe(source),
-                                     endpoints.describe(target))
+                                     endpoints.describe(target, output=True))
         self.metrics.live = self.live
 
     def interrupt(self) -> None:

@@ -70,9 +70,21 @@ def send(target: str, *, fmt: str, frames: int, width: int, height: int, rate: i
     out.close()
 
 
+def open_when_listening(source: str, fmt: str | None, timeout: float) -> av.container.InputContainer:
+    """Connect to a server that may still be starting (refused until it listens)."""
+    give_up = time.monotonic() + timeout
+    while True:
+        try:
+            return av.open(source, format=fmt, timeout=(timeout, timeout))
+        except ConnectionRefusedError:
+            if time.monotonic() > give_up:
+                raise
+            time.sleep(0.1)
+
+
 def receive(source: str, *, fmt: str | None, timeout: float) -> dict:
     times, audio = [], 0
-    with av.open(source, format=fmt, timeout=(timeout, timeout)) as container:
+    with open_when_listening(source, fmt, timeout) as container:
         video = container.streams.video[0]
         wanted = [video] + list(container.streams.audio)
         try:

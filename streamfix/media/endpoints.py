@@ -24,7 +24,7 @@ import os
 import stat
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 PIPE = "-"
 # The container an output URL gets when none is named: what its protocol carries.
@@ -34,6 +34,16 @@ STREAM_FORMATS = {
 }
 # Protocols whose own `timeout` option is a read/write timeout in microseconds.
 MICROSECOND_TIMEOUT_PROTOCOLS = frozenset({"tcp", "udp", "http", "https", "srt", "rtsp", "unix"})
+
+
+# PyAV opens an output URL without an options dictionary, so FFmpeg's network
+# protocols (tcp, udp, srt, ...) read their options (listen, pkt_size, ...) from the
+# URL's query string only. Output options go there, except these, which belong to
+# the muxer (format-level options, and each muxer's own prefixed ones).
+MUXER_OPTIONS = frozenset({"flush_packets", "fflags", "max_delay", "max_interleave_delta", "avoid_negative_ts",
+                           "output_ts_offset", "muxdelay", "muxpreload", "packetsize", "metadata_header_padding",
+                           "movflags", "flvflags", "rtpflags", "frag_duration", "min_frag_duration"})
+MUXER_OPTION_PREFIXES = ("mpegts_", "hls_", "dash_", "matroska_", "mp4_")
 
 
 def is_pipe(endpoint: Any) -> bool:
@@ -75,10 +85,10 @@ def scheme(endpoint: Any) -> str | None:
     return urlsplit(endpoint).scheme.lower() if is_url(endpoint) else None
 
 
-def describe(endpoint: Any) -> str:
+def describe(endpoint: Any, *, output: bool = False) -> str:
     """How messages name the endpoint."""
     if endpoint == PIPE:
-        return "stdin/stdout"
+        return "stdout" if output else "stdin"
     if isinstance(endpoint, (str, Path)):
         return str(endpoint)
     name = getattr(endpoint, "name", None)
@@ -110,3 +120,17 @@ def parse_options(pairs: list[str] | tuple[str, ...], flag: str) -> dict[str, st
             raise OptionError(f"{flag} {pair!r}: expected KEY=VALUE, e.g. {flag} timeout=5000000")
         options[key.strip()] = value
     return options
+
+
+def split_output_options(target: Any, options: dict[str, str]) -> tuple[Any, dict[str, str]]:
+    """(target, muxer options): a URL target gets its protocol options in its query."""
+    if not is_url(target):
+        return target, dict(options)
+    muxer = {k: v for k, v in options.items() if k in MUXER_OPTIONS or k.startswith(MUXER_OPTION_PREFIXES)}
+    protocol = {k: v for k, v in options.items() if k not in muxer}
+    if not protocol:
+        return target, muxer
+    parts = urlsplit(target)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    query.update(protocol)
+    return urlunsplit(parts._replace(query=urlencode(query))), muxer

@@ -264,8 +264,9 @@ class MediaReader:
         while True:
             problem = yield from self._demux()
             if self._may_reconnect():
-                self._reopen(problem or "the stream ended")
-                continue
+                problem = self._reopen(problem or "the stream ended")
+                if problem is None:
+                    continue
             if problem is None:
                 return
             if not self.live:
@@ -304,10 +305,11 @@ class MediaReader:
     def _may_reconnect(self) -> bool:
         return self.live and endpoints.is_url(self._input) and self.reconnects < self._reconnect
 
-    def _reopen(self, problem: str) -> None:
-        """Open the URL again (up to `reconnect` times in all, half a second apart and
-        more each time); timestamps continue one frame after the last one."""
-        while True:
+    def _reopen(self, problem: str) -> str | None:
+        """Open the URL again, up to `reconnect` times in all, half a second apart and
+        more each time; timestamps continue one frame after the last one. Returns
+        None once reconnected, else what went wrong."""
+        while self.reconnects < self._reconnect:
             self.reconnects += 1
             self._log(f"streamfix: {self.source}: {problem} after {self._index} frames; reconnecting "
                       f"({self.reconnects} of {self._reconnect})")
@@ -316,12 +318,11 @@ class MediaReader:
             try:
                 self._open_container()
             except InputError as exc:
-                if self.reconnects >= self._reconnect:
-                    raise InputError(f"{exc} (gave up after {self.reconnects} reconnects)") from None
-                problem = "cannot reconnect"
+                problem = f"reconnecting failed: {str(exc).split(': ', 1)[-1]}"
                 continue
             self._timing.new_segment(self._stream)
-            return
+            return None
+        return problem
 
     def _decoded(self, frames: list[av.VideoFrame]) -> Iterator[DecodedFrame]:
         for frame in frames:

@@ -137,14 +137,14 @@ class MediaWriter:
     @property
     def name(self) -> str:
         """The file being written (partial name while unfinished), or the stream."""
-        return str(self.partial) if self.partial is not None else endpoints.describe(self.target)
+        return str(self.partial) if self.partial is not None else endpoints.describe(self.target, output=True)
 
     def _format_name(self, container_format: str | None) -> str:
         if self.is_file:
             return container_format_for(self.target, container_format)
         chosen = container_format or endpoints.output_format_for(self.target)
         if chosen is None:
-            raise OutputError(f"{endpoints.describe(self.target)}: a stream output needs a container "
+            raise OutputError(f"{endpoints.describe(self.target, output=True)}: a stream output needs a container "
                               f"format; give one with --format, e.g. --format mpegts (or matroska, nut, flv)")
         return container_format_for(self.target, chosen)
 
@@ -163,7 +163,7 @@ class MediaWriter:
             target = str(self.partial)
         elif target == endpoints.PIPE:
             target = "pipe:1"
-        options = dict(self._options)
+        target, options = endpoints.split_output_options(target, self._options)
         if not self.is_file:
             # Live receivers want each packet now, not when a 32 KiB buffer fills.
             options.setdefault("flush_packets", "1")

@@ -79,7 +79,7 @@ def test_reconnects_to_a_sender_that_restarts_and_continues_the_timestamps(tmp_p
     out, stats = tmp_path / "out.mkv", tmp_path / "stats.json"
     first = subprocess.Popen(send(f"{url}?listen=1&listen_timeout=30000", "--frames", "12"),
                              stderr=subprocess.PIPE)
-    receiver = subprocess.Popen(streamfix(url, str(out), "--input-format", "mpegts", "--reconnect", "6",
+    receiver = subprocess.Popen(streamfix(url, str(out), "--input-format", "mpegts", "--reconnect", "3",
                                           "--input-timeout", "3", "--stats", str(stats), *engine_flags(tmp_path)),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

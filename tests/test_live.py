@@ -1,0 +1,138 @@
+"""Live mode's rules, without sleeping: deadlines from presentation times, the speed
+estimate, batches that leave in time, and a restore stage that restores only what
+fits before the deadline and passes the rest through in order."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import mediagen as mg
+from streamfix.batching import Batcher
+from streamfix.live import DeadlineClock, InferenceEstimate, LiveTiming
+from streamfix.media.reader import DecodedFrame
+from streamfix.stages import BatchContext, RestoreStage
+
+
+def test_deadline_is_presentation_time_on_the_wall_clock_plus_the_budget():
+    clock = DeadlineClock(0.5)
+    assert clock.deadline(pts_s=10.0, arrival=100.0) == pytest.approx(100.5)
+    assert clock.deadline(pts_s=10.1, arrival=100.1) == pytest.approx(100.6)
+
+
+def test_a_frame_that_reaches_the_decoder_late_keeps_the_deadline_it_should_have_had():
+    """The backlog sits in the socket where arrival times cannot see it: a frame
+    decoded 2 s late must not get 2 s more to be restored."""
+    clock = DeadlineClock(0.5)
+    clock.deadline(pts_s=0.0, arrival=50.0)
+    assert clock.deadline(pts_s=1.0, arrival=53.0) == pytest.approx(51.5 + 0.002)
+
+
+def test_the_anchor_follows_an_earlier_arrival_at_once_and_a_slow_sender_only_slowly():
+    clock = DeadlineClock(0.5)
+    clock.deadline(pts_s=0.0, arrival=50.0)
+    # The first frame had been delayed (start-up): a less delayed one re-anchors.
+    assert clock.deadline(pts_s=1.0, arrival=50.2) == pytest.approx(50.7)
+    # A sender whose clock is slow by 1 % drifts later than the anchor may follow.
+    for second in range(2, 12):
+        deadline = clock.deadline(pts_s=float(second), arrival=49.2 + second * 1.01)
+    assert deadline == pytest.approx(49.2 + 11 + 0.002 * 10 + 0.5)
+
+
+def test_inference_estimate_is_a_running_mean_per_frame():
+    estimate = InferenceEstimate(weight=0.5)
+    assert estimate.frames_within(0.1, 4) == 4  # nothing measured yet: try
+    assert estimate.frames_within(-0.1, 4) == 0  # already late: never
+    estimate.record(0.8, 4)
+    assert estimate.per_frame_s == pytest.approx(0.2)
+    estimate.record(0.4, 1)
+    assert estimate.per_frame_s == pytest.approx(0.3)
+    assert estimate.seconds_for(2) == pytest.approx(0.6)
+    assert estimate.frames_within(0.65, 4) == 2
+
+
+def test_a_partial_batch_leaves_in_time_for_its_deadline():
+    now = [0.0]
+    batcher = Batcher(4, timeout_s=0.5, reserve=lambda n: 0.2 * n, clock=lambda: now[0])
+    assert batcher.add_frame("a", "key", deadline=0.6) == []
+    # due at min(0 + 0.5, 0.6 - 0.2): the timeout alone would make it too late
+    assert batcher.wait_s() == pytest.approx(0.4)
+    now[0] = 0.41
+    (batch,) = batcher.due()
+    assert batch.frames == ["a"] and batch.deadline == 0.6
+
+
+def test_a_frame_already_late_leaves_at_once_and_the_batch_keeps_its_earliest_deadline():
+    now = [5.0]
+    batcher = Batcher(4, timeout_s=0.02, reserve=lambda n: 0.1, clock=lambda: now[0])
+    batcher.add_frame("a", "key", deadline=5.3)
+    batcher.add_frame("b", "key", deadline=4.9)
+    assert batcher.wait_s() == 0.0
+    (batch,) = batcher.due()
+    assert batch.deadline == 4.9
+
+
+class CountingRestorer:
+    """Stands in for the Restorer: 'restores' by brightening, counts like it."""
+
+    def __init__(self) -> None:
+        self.restored = self.passed_through = 0
+        self.calls: list[int] = []
+
+    def strength_of(self, decoded):
+        return None
+
+    def restore_frames(self, frames, strengths):
+        self.calls.append(len(frames))
+        self.restored += len(frames)
+        return [("restored", f) for f in frames]
+
+    def warm_up(self, width, height):
+        return 0.25
+
+
+def decoded(i: int) -> DecodedFrame:
+    frame = mg.make_frame(i, 32, 16, "yuv420p", pts=i, time_base=Fraction(1, 30))
+    return DecodedFrame(index=i, frame=frame, qp_map=np.full((1, 2), 40), packet_bytes=100, jpeg_quality=None)
+
+
+def test_restore_stage_restores_what_fits_and_passes_the_rest_in_order():
+    now = [10.0]
+    restorer = CountingRestorer()
+    stage = RestoreStage(restorer, clock=lambda: now[0])  # type: ignore[arg-type]
+    stage.estimate.record(0.3, 1)
+    batch = [decoded(i) for i in range(4)]
+    frames = [d.frame for d in batch]
+    out = stage.process(frames, BatchContext(batch, deadline=10.65))
+    assert out[:2] == [("restored", frames[0]), ("restored", frames[1])]
+    assert out[2] is frames[2] and out[3] is frames[3]
+    assert stage.stats()["late"] == 2 and restorer.passed_through == 2 and restorer.restored == 2
+
+
+def test_restore_stage_without_a_deadline_restores_everything():
+    restorer = CountingRestorer()
+    stage = RestoreStage(restorer)  # type: ignore[arg-type]
+    stage.estimate.record(10.0, 1)  # however slow
+    batch = [decoded(i) for i in range(3)]
+    stage.process([d.frame for d in batch], BatchContext(batch))
+    assert restorer.calls == [3] and stage.stats()["late"] == 0
+
+
+def test_going_live_seeds_the_shared_estimate_from_a_warm_up_call():
+    restorer = CountingRestorer()
+    stage = RestoreStage(restorer)  # type: ignore[arg-type]
+    stage._size = (32, 16)
+    timing = LiveTiming(0.5)
+    stage.go_live(timing)
+    assert stage.estimate is timing.estimate and timing.estimate.per_frame_s == pytest.approx(0.25)
+
+
+def test_live_timing_maps_a_decoded_frame_to_its_deadline():
+    timing = LiveTiming(0.4)
+    first, second = decoded(0), decoded(3)
+    object.__setattr__(first, "arrival", 20.0)
+    object.__setattr__(second, "arrival", 20.1)
+    assert timing.deadline_of(first) == pytest.approx(20.4)
+    assert timing.deadline_of(second) == pytest.approx(20.5)  # 3/30 s later

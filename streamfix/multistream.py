@@ -1,0 +1,232 @@
+"""Several streams in one process, sharing one engine.
+
+A media server restoring many streams should not load the model once per stream: a
+GPU holds one engine best, and batching frames from different streams into one
+engine call raises throughput (a GPU is far more efficient on 8 frames than on 1).
+`SharedEngine` is an engine (the same `infer` protocol) that any number of threads
+call at once; each stream's Restorer (one per stream, in that stream's own pipeline
+thread) uses it as if it were its own.
+
+How requests are scheduled, and why:
+- Every `infer` call is a request from one caller (its thread). One scheduler thread
+  owns the real engine; it serves requests in rounds, taking at most one request per
+  caller per round, in a rotating order, so no stream can starve another however
+  many frames it sends (round-robin fairness).
+- Requests with the same plane size (one N x C x H x W array needs one size) are
+  merged into one engine call of up to `max_batch` planes; a request of another size
+  waits for a later call, but keeps its place in its caller's turn.
+- A caller blocks until its own request is done, so each stream's frames come back in
+  the order it sent them; streams are independent of each other's order.
+
+`run_streams` runs one Pipeline per (source, target) pair on its own thread, all
+sharing one engine, and returns their results (or errors) in order.
+
+Thread-safety: `SharedEngine.infer` from any number of threads; `stats()` from any.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .models import load_model
+
+POLL_S = 0.1
+
+
+class _Request:
+    __slots__ = ("batch", "result", "error", "done")
+
+    def __init__(self, batch: np.ndarray) -> None:
+        self.batch = batch
+        self.result: np.ndarray | None = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+
+class SharedEngine:
+    """One model and engine for many streams; see the module docstring.
+
+    `SharedEngine.load(model, engine=..., device=..., max_batch=...)` loads a model
+    and picks its engine like the Restorer; `max_batch` is the most planes in one
+    engine call, across streams. Use as a context manager; give it to each stream's
+    Restorer (`Restorer(engine=shared)`) or Pipeline (`Pipeline(..., engine=shared)`).
+    """
+
+    def __init__(self, engine: Any, info: Any, *, max_batch: int = 8, fallbacks: Sequence[Any] = ()) -> None:
+        """Share a not-yet-entered `engine` running the model described by `info`."""
+        self._engine, self.info = engine, info
+        self.fallbacks = list(fallbacks)
+        self.name, self.device = engine.name, engine.device
+        self.max_batch = max_batch
+        self._queues: OrderedDict[int, deque[_Request]] = OrderedDict()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self.calls = 0
+        self.planes = 0
+
+    @classmethod
+    def load(cls, model: str | Path = "video-x264-qp", *, engine: str = "auto", device: str = "auto",
+             max_batch: int = 8, tile: int = 0, engine_configs: Mapping[str, Any] | None = None,
+             log: Callable[[str], None] = print) -> "SharedEngine":
+        """Load `model` and choose its engine as the Restorer would."""
+        from .engines.select import choose
+
+        network, info = load_model(model)
+        chosen, fallbacks = choose(network, info, engine=engine, device=device, max_batch=max_batch, tile=tile,
+                                   log=log, configs=dict(engine_configs or {}))
+        return cls(chosen, info, max_batch=max_batch, fallbacks=fallbacks)
+
+    # --- lifetime -----------------------------------------------------------------
+
+    def __enter__(self) -> "SharedEngine":
+        self._engine.__enter__()
+        self._thread = threading.Thread(target=self._serve, name="streamfix-shared-engine", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+        self._engine.__exit__(None, None, None)
+
+    # --- callers --------------------------------------------------------------------
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Restore `batch` (N x (C+cond) x H x W), sharing engine calls with other streams."""
+        request = _Request(batch)
+        caller = threading.get_ident()
+        with self._cond:
+            if self._closed or self._thread is None:
+                raise RuntimeError("the shared engine is not running; use it inside `with SharedEngine(...)`")
+            self._queues.setdefault(caller, deque()).append(request)
+            self._cond.notify_all()
+        while not request.done.wait(POLL_S):
+            if self._thread is not None and not self._thread.is_alive():
+                raise RuntimeError("the shared engine's scheduler stopped")
+        if request.error is not None:
+            raise request.error
+        return request.result  # type: ignore[return-value]
+
+    def stats(self) -> dict[str, Any]:
+        return {"engine": self.name, "device": self.device, "model": self.info.name, "calls": self.calls,
+                "planes": self.planes, "mean_batch": self.planes / self.calls if self.calls else 0.0}
+
+    # --- the scheduler ------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and not any(self._queues.values()):
+                    self._cond.wait(POLL_S)
+                if self._closed:
+                    self._fail_waiting(RuntimeError("the shared engine was closed"))
+                    return
+                chosen = self._next_requests()
+            self._run(chosen)
+
+    def _next_requests(self) -> list[_Request]:
+        """Round-robin over callers: one request each per round, same plane size,
+        up to max_batch planes. Called with the lock held."""
+        chosen: list[_Request] = []
+        shape: tuple[int, ...] | None = None
+        planes = 0
+        while True:
+            taken = False
+            for caller in list(self._queues):
+                waiting = self._queues[caller]
+                if not waiting:
+                    continue
+                request = waiting[0]
+                size = len(request.batch)
+                if shape is None:
+                    shape = request.batch.shape[1:]
+                elif request.batch.shape[1:] != shape or planes + size > self.max_batch:
+                    continue
+                chosen.append(waiting.popleft())
+                planes += size
+                taken = True
+                # This caller had its turn: it goes to the back of the order.
+                self._queues.move_to_end(caller)
+                if not waiting:
+                    del self._queues[caller]
+            if not taken or planes >= self.max_batch:
+                return chosen
+
+    def _run(self, requests: list[_Request]) -> None:
+        try:
+            batch = requests[0].batch if len(requests) == 1 else np.concatenate([r.batch for r in requests])
+            outputs = self._engine.infer(batch)
+        except BaseException as exc:  # noqa: BLE001 - every waiting caller gets it
+            for request in requests:
+                request.error = exc
+                request.done.set()
+            return
+        self.calls += 1
+        self.planes += len(batch)
+        start = 0
+        for request in requests:
+            request.result = outputs[start : start + len(request.batch)]
+            start += len(request.batch)
+            request.done.set()
+
+    def _fail_waiting(self, error: BaseException) -> None:
+        for waiting in self._queues.values():
+            for request in waiting:
+                request.error = error
+                request.done.set()
+        self._queues.clear()
+
+
+def run_streams(pairs: Sequence[tuple[Any, Any]], config: Any = None, *, max_batch: int | None = None,
+                metrics_port: int | None = None, log: Callable[[str], None] = print) -> list[Any]:
+    """Restore every (source, target) pair at once, one pipeline thread set per
+    stream, all sharing one engine. Returns, per pair in order, its RunResult or the
+    exception that ended it (one stream failing does not stop the others).
+
+    `config` is one RunConfig for all (its model, engine, device, batch, ...);
+    `max_batch` (default: batch x streams, at most 16) bounds an engine call across
+    streams; `metrics_port` serves every stream's metrics on 127.0.0.1."""
+    from .pipeline import Pipeline
+    from .restore import VIDEO_MODEL
+    from .run_config import RunConfig, engine_configs
+
+    config = config or RunConfig()
+    max_batch = max_batch or min(16, config.batch * max(1, len(pairs)))
+    results: list[Any] = [None] * len(pairs)
+    with SharedEngine.load(config.model or VIDEO_MODEL, engine=config.engine, device=config.device,
+                      max_batch=max_batch, tile=config.tile, engine_configs=engine_configs(config),
+                      log=log) as shared:
+        pipelines = [Pipeline(source, target, config, engine=shared, quiet=True, log=log, name=f"stream{i}")
+                     for i, (source, target) in enumerate(pairs)]
+        server = None
+        if metrics_port is not None:
+            from .metrics_http import MetricsServer
+
+            server = MetricsServer(metrics_port, [p.metrics for p in pipelines])
+
+        def run_one(i: int) -> None:
+            try:
+                results[i] = pipelines[i].run()
+            except BaseException as exc:  # noqa: BLE001 - reported per stream
+                results[i] = exc
+
+        threads = [threading.Thread(target=run_one, args=(i,), name=f"streamfix-stream{i}") for i in range(len(pairs))]
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            if server is not None:
+                server.close()
+    return results

@@ -1,0 +1,113 @@
+"""The embedding API: Restorer.stream / FrameStream (order, back-pressure, errors on
+the caller's side) and streamfix.run on open containers and file-like objects."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import threading
+
+import av
+import numpy as np
+import pytest
+
+import mediagen as mg
+import streamfix
+from streamfix.engines.select import engine_config
+from streamfix.frame_stream import FrameStream, FrameStreamError
+from streamfix.media.qp import EXPORT_QP_OPTIONS
+from streamfix.restore import Restorer
+from test_pipeline import BLOCKY, LOSSLESS
+
+
+def torch_restorer(batch: int = 2) -> Restorer:
+    return Restorer("video-x264-qp", engine="torch", device="cpu", batch=batch,
+                    engine_configs={"torch": engine_config("torch", {"threads": 1})}, log=lambda m: None)
+
+
+def decoded_frames(path) -> list[av.VideoFrame]:
+    """Frames decoded the way an embedder would, with the QP map exported."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.options = {**stream.codec_context.options, **EXPORT_QP_OPTIONS}
+        return list(container.decode(stream))
+
+
+def test_stream_restores_in_order_like_frame_by_frame(tmp_path):
+    clip = mg.write_clip(tmp_path / "in.mp4", frames=9, encoder_options=BLOCKY)
+    frames = decoded_frames(clip.path)
+    with torch_restorer() as restorer:
+        one_by_one = [restorer.restore(f, qp_map=streamfix_qp(f)) for f in frames]
+        streamed = list(restorer.stream(iter(frames), max_pending=3))
+    assert [f.pts for f in streamed] == [f.pts for f in frames]
+    for a, b in zip(streamed, one_by_one):
+        assert np.abs(a.to_ndarray().astype(int) - b.to_ndarray().astype(int)).max() <= 1
+    assert restorer.restored > 0
+
+
+def streamfix_qp(frame):
+    from streamfix.media.qp import frame_qp_map
+
+    return frame_qp_map(frame)
+
+
+def test_put_blocks_once_max_pending_frames_are_inside():
+    """Back-pressure: with nobody taking frames out, the producer stops at max_pending."""
+    with torch_restorer() as restorer, FrameStream(restorer, max_pending=3) as stream:
+        frames = [mg.make_frame(i, 32, 16, "yuv420p") for i in range(5)]
+        put = []
+
+        def produce():
+            for frame in frames:
+                stream.put(frame)
+                put.append(frame)
+
+        producer = threading.Thread(target=produce, daemon=True)
+        producer.start()
+        producer.join(timeout=1.0)
+        assert producer.is_alive() and len(put) == 3  # blocked on the fourth
+        got = [stream.get(timeout=30) for _ in range(5)]
+        producer.join(timeout=30)
+        assert [g.pts for g in got] == [f.pts for f in frames]
+
+
+def test_a_worker_failure_is_raised_by_get_with_the_frame_index():
+    class Failing(Restorer):
+        def restore_frames(self, frames, strengths):
+            raise ZeroDivisionError("inside the model")
+
+    with Failing(log=lambda m: None) as restorer, FrameStream(restorer) as stream:
+        stream.put(mg.make_frame(0, 32, 16, "yuv420p"))
+        with pytest.raises(FrameStreamError, match="frame 0 failed: ZeroDivisionError") as info:
+            stream.get(timeout=30)
+        assert info.value.index == 0 and isinstance(info.value.__cause__, ZeroDivisionError)
+
+
+def test_an_error_in_the_callers_iterable_reaches_the_caller():
+    def frames():
+        yield mg.make_frame(0, 32, 16, "yuv420p")
+        raise ValueError("the camera went away")
+
+    with torch_restorer() as restorer, pytest.raises(ValueError, match="camera went away"):
+        list(restorer.stream(frames()))
+
+
+def test_run_reads_an_open_container_and_writes_a_file_like_object(tmp_path, cpu_config):
+    clip = mg.write_clip(tmp_path / "in.mkv", frames=6, encoder_options=BLOCKY)
+    config = dataclasses.replace(cpu_config, encode=LOSSLESS)
+    sink = io.BytesIO()
+    with av.open(str(clip.path)) as container:
+        result = streamfix.run(container, sink, config, output={"format": "matroska"})
+        container.seek(0)  # still open: the container is the caller's to close
+        assert next(container.decode(video=0)).width == clip.width
+    assert result.frames_out == 6 and result.restored > 0
+    sink.seek(0)
+    with av.open(sink, format="matroska") as back:
+        assert len(list(back.decode(video=0))) == 6
+
+
+def test_run_options_reach_the_sections(tmp_path, cpu_config):
+    clip = mg.write_clip(tmp_path / "in.mkv", frames=4, encoder_options=BLOCKY)
+    result = streamfix.run(clip.path, tmp_path / "out.mkv", dataclasses.replace(cpu_config, encode=LOSSLESS),
+                           live={"mode": "on", "max_latency_ms": 60_000})
+    assert result.live and result.frames_out == 4 and result.restored + result.passed_through == 4

@@ -15,6 +15,9 @@ How requests are scheduled, and why:
 - Requests with the same plane size (one N x C x H x W array needs one size) are
   merged into one engine call of up to `max_batch` planes; a request of another size
   waits for a later call, but keeps its place in its caller's turn.
+- Streams run in step with the engine, so their requests rarely arrive at the same
+  instant: the scheduler waits up to `gather_ms` for the other recently active
+  streams before a call, which is what lets their frames share it.
 - A caller blocks until its own request is done, so each stream's frames come back in
   the order it sent them; streams are independent of each other's order.
 
@@ -27,6 +30,7 @@ Thread-safety: `SharedEngine.infer` from any number of threads; `stats()` from a
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -58,9 +62,12 @@ class SharedEngine:
     Restorer (`Restorer(engine=shared)`) or Pipeline (`Pipeline(..., engine=shared)`).
     """
 
-    def __init__(self, engine: Any, info: Any, *, max_batch: int = 8, fallbacks: Sequence[Any] = ()) -> None:
+    def __init__(self, engine: Any, info: Any, *, max_batch: int = 8, gather_ms: float = 3.0,
+                 fallbacks: Sequence[Any] = ()) -> None:
         """Share a not-yet-entered `engine` running the model described by `info`."""
         self._engine, self.info = engine, info
+        self.gather_s = gather_ms / 1000.0
+        self._last_seen: dict[int, float] = {}  # caller -> when it last sent a request
         self.fallbacks = list(fallbacks)
         self.name, self.device = engine.name, engine.device
         self.max_batch = max_batch
@@ -74,14 +81,14 @@ class SharedEngine:
     @classmethod
     def load(cls, model: str | Path = "video-x264-qp", *, engine: str = "auto", device: str = "auto",
              max_batch: int = 8, tile: int = 0, engine_configs: Mapping[str, Any] | None = None,
-             log: Callable[[str], None] = print) -> "SharedEngine":
+             gather_ms: float = 3.0, log: Callable[[str], None] = print) -> "SharedEngine":
         """Load `model` and choose its engine as the Restorer would."""
         from .engines.select import choose
 
         network, info = load_model(model)
         chosen, fallbacks = choose(network, info, engine=engine, device=device, max_batch=max_batch, tile=tile,
                                    log=log, configs=dict(engine_configs or {}))
-        return cls(chosen, info, max_batch=max_batch, fallbacks=fallbacks)
+        return cls(chosen, info, max_batch=max_batch, gather_ms=gather_ms, fallbacks=fallbacks)
 
     # --- lifetime -----------------------------------------------------------------
 
@@ -109,6 +116,7 @@ class SharedEngine:
             if self._closed or self._thread is None:
                 raise RuntimeError("the shared engine is not running; use it inside `with SharedEngine(...)`")
             self._queues.setdefault(caller, deque()).append(request)
+            self._last_seen[caller] = time.monotonic()
             self._cond.notify_all()
         while not request.done.wait(POLL_S):
             if self._thread is not None and not self._thread.is_alive():
@@ -131,8 +139,21 @@ class SharedEngine:
                 if self._closed:
                     self._fail_waiting(RuntimeError("the shared engine was closed"))
                     return
+                self._gather()
                 chosen = self._next_requests()
             self._run(chosen)
+
+    def _gather(self) -> None:
+        """Wait (briefly, lock held but released while waiting) until every stream
+        active in the last second has a request in, or `gather_s` passed."""
+        now = time.monotonic()
+        active = {c for c, seen in self._last_seen.items() if now - seen < 1.0}
+        give_up = now + self.gather_s
+        while not self._closed and len(active - {c for c, q in self._queues.items() if q}) > 0:
+            left = give_up - time.monotonic()
+            if left <= 0:
+                return
+            self._cond.wait(left)
 
     def _next_requests(self) -> list[_Request]:
         """Round-robin over callers: one request each per round, same plane size,

@@ -160,6 +160,9 @@ class MediaReader:
         a silent pipe would never return)."""
         source = self._input
         if source == endpoints.PIPE:
+            if os.isatty(0):
+                raise InputError("-: stdin is a terminal, not a stream; pipe one in, e.g. "
+                                 "`ffmpeg -i in.mp4 -c copy -f mpegts - | streamfix run - out.mkv`")
             source = "pipe:0"
         if isinstance(source, str) and source.startswith("pipe:") and source[5:].isdigit():
             fd = int(source[5:])

@@ -37,56 +37,82 @@ def combined(results: dict, groups: list[str], setting: str) -> dict:
     return out
 
 
+PARTS = ("jpeg", "paper31", "video")
+
+
+def run_part(part: str, data: Path, raw: Path, engine: str, quick: bool) -> tuple[str, str]:
+    """Evaluate one part; its results land in raw/part/results.json. Returns (title, command)."""
+    test, video = data / "test", data / "video"
+    options = {"engine": engine}
+    if part == "jpeg":
+        qualities = [10] if quick else JPEG_QUALITIES
+        folders = [test / s for s in JPEG_SETS]
+        evaluate(images=folders, qualities=qualities, out_dir=raw / part, restorer_options=options)
+        return ("JPEG, gray/luma test sets", "streamfix eval --images " + " ".join(map(str, folders))
+                + " --quality " + " ".join(map(str, qualities)) + f" --out {raw / part}")
+    if part == "paper31":
+        folders = [test / s for s in PAPER_SETS]
+        results = evaluate(images=folders, qualities=PAPER_QUALITIES, out_dir=raw / part, restorer_options=options)
+        names = [f"{s} (JPEG)" for s in PAPER_SETS]
+        results["Set5+Set12+Set14 (31 images)"] = {f"q{q}": combined(results, names, f"q{q}") for q in PAPER_QUALITIES}
+        saved = json.loads((raw / part / "results.json").read_text())
+        saved["results"] = results
+        (raw / part / "results.json").write_text(json.dumps(saved, indent=2))
+        return ("JPEG, the CAR-DRN paper's 31 images (luma)", "streamfix eval --images " + " ".join(map(str, folders))
+                + " --quality " + " ".join(map(str, PAPER_QUALITIES)) + f" --out {raw / part}")
+    settings = ["libx264:medium:18", "libx264:medium:40"] if quick else VIDEO_SETTINGS
+    sources = [video / s for s in VIDEO_SOURCES]
+    evaluate(videos=sources, settings=[VideoSetting.parse(s) for s in settings], out_dir=raw / part,
+             restorer_options=options)
+    return ("Video (luma, frame by frame against the lossless source)", "streamfix eval --video "
+            + " ".join(map(str, sources)) + " --setting " + " ".join(settings) + f" --out {raw / part}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/quality.md"))
     parser.add_argument("--engine", default="auto")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="evaluate only these parts (they can run in parallel processes); "
+                             "the report is written from every part whose results exist")
     parser.add_argument("--quick", action="store_true", help="q10 and x264 CRF 18/40 only")
     args = parser.parse_args()
-    test, video = args.data / "test", args.data / "video"
-    qualities = [10] if args.quick else JPEG_QUALITIES
-    settings = ["libx264:medium:18", "libx264:medium:40"] if args.quick else VIDEO_SETTINGS
     raw = args.out.parent / "quality-results"
-    options = {"engine": args.engine}
-    started = time.time()
+    for part in args.parts:
+        started = time.time()
+        title, command = run_part(part, args.data, raw, args.engine, args.quick)
+        (raw / part / "meta.json").write_text(json.dumps({"title": title, "command": command,
+                                                          "seconds": round(time.time() - started)}))
+    write_report(args.out, raw, args.data, args.engine)
 
-    sections = []
-    jpeg = evaluate(images=[test / s for s in JPEG_SETS], qualities=qualities, out_dir=raw / "jpeg",
-                    restorer_options=options)
-    sections.append(("JPEG, gray/luma test sets", "streamfix eval --images " + " ".join(f"{args.data}/test/{s}" for s in JPEG_SETS)
-                     + " --quality " + " ".join(map(str, qualities)) + f" --out {raw}/jpeg", jpeg, None))
-    if not args.quick:
-        paper = evaluate(images=[test / s for s in PAPER_SETS], qualities=PAPER_QUALITIES, out_dir=raw / "paper31",
-                         restorer_options=options)
-        names = [f"{s} (JPEG)" for s in PAPER_SETS]
-        paper["Set5+Set12+Set14 (31 images)"] = {f"q{q}": combined(paper, names, f"q{q}") for q in PAPER_QUALITIES}
-        sections.append(("JPEG, the CAR-DRN paper's 31 images (luma)", "streamfix eval --images " + " ".join(f"{args.data}/test/{s}" for s in PAPER_SETS)
-                         + " --quality 5 10 15" + f" --out {raw}/paper31", paper, None))
-    vid = evaluate(videos=[video / s for s in VIDEO_SOURCES], settings=[VideoSetting.parse(s) for s in settings],
-                   out_dir=raw / "video", restorer_options=options)
-    sections.append(("Video (luma, frame by frame against the lossless source)", "streamfix eval --video " + " ".join(f"{args.data}/video/{s}" for s in VIDEO_SOURCES)
-                     + " --setting " + " ".join(settings) + f" --out {raw}/video", vid, None))
 
+def write_report(out: Path, raw: Path, data: Path, engine: str) -> None:
     from streamfix.evaluate import markdown_table
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     lines = [
         "# Quality of the shipped models",
         "",
-        f"Measured with `python benchmarks/quality.py --data {args.data}` (commit {commit}, "
-        f"{platform.machine()} CPU, engine {args.engine}, {time.time() - started:.0f} s). Each section also gives the "
-        "single `streamfix eval` command that reproduces it. Default model choice (as `streamfix run`): "
-        "JPEG input -> `jpeg-y-blind` (with the 8-transform self-ensemble used for still pictures), video -> `video-x264-qp`.",
+        f"Measured with `python benchmarks/quality.py --data {data}` (commit {commit}, {platform.machine()} CPU, "
+        f"engine {engine}). Each section gives the single `streamfix eval` command that reproduces it. Default "
+        "model choice, as `streamfix run` makes it: JPEG input -> `jpeg-y-blind` (with the 8-transform "
+        "self-ensemble used for still pictures), video -> `video-x264-qp`. All numbers on the luma plane: "
+        "PSNR (dB) / SSIM / PSNR-B (dB).",
         "",
-        "Models: " + "; ".join(f"`{m.name}` ({m.trained_on.get('steps', '?')} steps)" for m in list_models()),
+        "Models: " + "; ".join(f"`{m.name}` ({m.trained_on.get('steps', '?')} steps, "
+                               f"{m.trained_on.get('train_seconds', 0) / 60:.0f} min)" for m in list_models()),
         "",
     ]
-    for title, command, results, _ in sections:
-        lines += [f"## {title}", "", f"    {command}", "", markdown_table(results), f"Crops: `{raw.name}/...`/crops.png", ""]
-    args.out.write_text("\n".join(lines))
-    (raw / "all.json").write_text(json.dumps({t: r for t, _, r, _ in sections}, indent=2))
-    print(f"wrote {args.out}")
+    for part in PARTS:
+        if not (raw / part / "meta.json").exists():
+            continue
+        meta = json.loads((raw / part / "meta.json").read_text())
+        results = json.loads((raw / part / "results.json").read_text())["results"]
+        lines += [f"## {meta['title']}", "", f"    {meta['command']}", "", f"({meta['seconds']} s)", "",
+                  markdown_table(results), f"Side-by-side crops: [quality-results/{part}/crops.png](quality-results/{part}/crops.png)", ""]
+    out.write_text("\n".join(lines))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

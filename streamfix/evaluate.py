@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from fractions import Fraction
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from PIL import Image, ImageDraw
 
 from .errors import InputError, OptionError
 from .jpeg import load_luma
+from .media.crf_encode import encode_at_crf
 from .media.planes import plane_to_array
 from .media.reader import DecodedFrame, MediaReader
 from .metrics import all_metrics
@@ -140,22 +140,7 @@ def source_frames(source: Path) -> list[av.VideoFrame]:
 
 
 def encode_video(frames: list[av.VideoFrame], setting: VideoSetting, path: Path) -> None:
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream(setting.codec, rate=25)
-        stream.width, stream.height, stream.pix_fmt = frames[0].width, frames[0].height, "yuv420p"
-        options = {"crf": str(setting.crf), "preset": setting.preset}
-        if setting.codec == "libx265":
-            options["x265-params"] = "log-level=error"
-        stream.options = options
-        for i, frame in enumerate(frames):
-            frame = frame.reformat(format="yuv420p")
-            # Fresh timestamps: a decoded source carries its own time base, which
-            # must not mix with the 25 fps one given to the encoder.
-            frame.pts, frame.time_base = i, Fraction(1, 25)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    encode_at_crf(frames, path, codec=setting.codec, crf=setting.crf, preset=setting.preset)
 
 
 def evaluate_video(restorer: Restorer, source: Path, settings: list[VideoSetting], crops: list) -> dict:

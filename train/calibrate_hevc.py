@@ -25,7 +25,8 @@ import av
 import numpy as np
 from PIL import Image
 
-from .config import VideoConfig
+from streamfix.media.crf_encode import encode_at_crf
+
 from .data import find_images
 from .degrade import _camera_frames
 
@@ -34,17 +35,8 @@ FRAMES = 8
 
 
 def _encode(frames: list[av.VideoFrame], crf: int, preset: str, out_path: Path, csv_path: Path) -> None:
-    with av.open(str(out_path), "w") as out:
-        stream = out.add_stream("libx265", rate=25)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": preset,
-                          "x265-params": f"log-level=error:pools=1:frame-threads=1:csv={csv_path}:csv-log-level=1"}
-        for i, f in enumerate(frames):
-            f.pts = i
-            for p in stream.encode(f):
-                out.mux(p)
-        for p in stream.encode(None):
-            out.mux(p)
+    encode_at_crf(frames, out_path, codec="libx265", crf=crf, preset=preset, threads=1,
+                  x265_params=f"csv={csv_path}:csv-log-level=1")
     gc.collect()  # x265 writes its CSV when the encoder is freed
 
 

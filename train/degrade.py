@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from streamfix.jpeg import jpeg_roundtrip
+from streamfix.media.crf_encode import encode_at_crf
 from streamfix.media.planes import plane_to_array
 from streamfix.media.qp import frame_qp_map, qp_map_to_pixels
 
@@ -74,20 +75,7 @@ def _camera_frames(rng: np.random.Generator, rgb: Image.Image, size: int, frames
 
 def encode_clip(frames_yuv: list[av.VideoFrame], codec: str, crf: int, preset: str) -> bytes:
     buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        stream = out.add_stream(codec, rate=25)
-        stream.width, stream.height = frames_yuv[0].width, frames_yuv[0].height
-        stream.pix_fmt = "yuv420p"
-        options = {"crf": str(crf), "preset": preset, "threads": "1"}
-        if codec == "libx265":
-            options["x265-params"] = "log-level=error:pools=1:frame-threads=1"
-        stream.options = options
-        for i, frame in enumerate(frames_yuv):
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    encode_at_crf(frames_yuv, buf, codec=codec, crf=crf, preset=preset, threads=1)
     return buf.getvalue()
 
 

@@ -1,0 +1,44 @@
+"""Encode a list of frames at a constant rate factor: the one place that makes the
+low-bitrate encodes used for evaluation, training clips and calibration, so they
+all come from the same encoder settings.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import BinaryIO
+
+import av
+
+RATE = 25
+
+
+def encode_at_crf(frames: list[av.VideoFrame], target: str | Path | BinaryIO, *, codec: str, crf: int,
+                  preset: str = "medium", threads: int = 0, x265_params: str = "") -> None:
+    """Write `frames` (any pixel format; converted to yuv420p) as MP4 at 25 fps.
+
+    threads=0 lets the encoder choose; training clips use 1 so that many small encodes
+    can share a busy machine. `x265_params` is appended to the libx265 options
+    (e.g. "csv=...:csv-log-level=1").
+    """
+    target = str(target) if isinstance(target, Path) else target
+    with av.open(target, "w", format="mp4") as out:
+        stream = out.add_stream(codec, rate=RATE)
+        stream.width, stream.height, stream.pix_fmt = frames[0].width, frames[0].height, "yuv420p"
+        options = {"crf": str(crf), "preset": preset}
+        if threads:
+            options["threads"] = str(threads)
+        if codec == "libx265":
+            params = ["log-level=error"] + (["pools=1", "frame-threads=1"] if threads == 1 else [])
+            options["x265-params"] = ":".join(params + ([x265_params] if x265_params else []))
+        stream.options = options
+        for i, frame in enumerate(frames):
+            frame = frame.reformat(format="yuv420p")
+            # Fresh timestamps: a decoded source carries its own time base, which must
+            # not mix with the one given to the encoder.
+            frame.pts, frame.time_base = i, Fraction(1, RATE)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)

@@ -171,6 +171,17 @@ def _stdout_target() -> str:
     return f"pipe:{fd}"
 
 
+def _stop_on_sigterm() -> None:
+    """A service manager stops a live run with SIGTERM: end it the way Ctrl-C does,
+    so the output is finished and playable instead of cut off mid-write."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import Pipeline, PipelineError, PipelineInterrupted
 
@@ -178,6 +189,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise OutputError(f"{args.stats}: the directory for the stats file does not exist; create it first")
     config = _run_config(args)
     target = _stdout_target() if args.output == "-" else args.output
+    _stop_on_sigterm()
     pipeline = Pipeline(args.input, target, config, quiet=args.quiet)
     server = None
     if args.metrics_port is not None:
@@ -187,6 +199,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         result = pipeline.run()
     except PipelineInterrupted as stop:
+        stop.result.output = args.output  # "-", not the private descriptor behind it
         _write_stats(args.stats, stop.result)
         held = stop.result.frames_out
         where = f"{stop.result.output} holds the {held} frames restored so far" if held else "no output written"
@@ -202,6 +215,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         if server is not None:
             server.close()
+    result.output = args.output
     _write_stats(args.stats, result)
     if not args.quiet:
         print(f"streamfix: wrote {args.output}: {result.frames_out} frames ({result.restored} restored, "

@@ -111,3 +111,30 @@ def test_no_live_restores_every_frame_from_a_pipe(tmp_path):
     report = json.loads(stats.read_text())
     assert report["live"] is False and report["late"] == 0
     assert report["frames_out"] == 10 and report["restored"] >= 8
+
+
+def test_sigterm_ends_a_live_run_like_ctrl_c_with_a_finished_output(tmp_path):
+    """A service manager stops streamfix with SIGTERM: the output must be finished
+    and playable under its real name, not cut off mid-write."""
+    import signal
+    import time
+
+    out = tmp_path / "out.mkv"
+    producer = subprocess.Popen(send("-", "--frames", "600", "--realtime"), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+    runner = subprocess.Popen(streamfix("-", str(out), *engine_flags(tmp_path)), stdin=producer.stdout,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    producer.stdout.close()
+    try:
+        give_up = time.monotonic() + 60
+        while not (tmp_path / "out.partial.mkv").exists() and time.monotonic() < give_up:
+            time.sleep(0.1)
+        time.sleep(1.0)  # let some frames through
+        runner.send_signal(signal.SIGTERM)
+        _, errors = runner.communicate(timeout=HARD_TIMEOUT_S)
+    finally:
+        producer.kill()
+        runner.kill()
+    assert runner.returncode == 130, errors.decode()
+    assert "interrupted" in errors.decode() and "Traceback" not in errors.decode()
+    assert probe(out)["frames"] > 0 and not (tmp_path / "out.partial.mkv").exists()

@@ -16,8 +16,10 @@ How requests are scheduled, and why:
   merged into one engine call of up to `max_batch` planes; a request of another size
   waits for a later call, but keeps its place in its caller's turn.
 - Streams run in step with the engine, so their requests rarely arrive at the same
-  instant: the scheduler waits up to `gather_ms` for the other recently active
-  streams before a call, which is what lets their frames share it.
+  instant (each prepares its next frame while another's call runs): before a call,
+  the scheduler waits for the other recently active streams, at most half the last
+  call's duration and never more than `gather_ms`. That wait is what lets their
+  frames share a call, and it costs each frame a fraction of one call at most.
 - A caller blocks until its own request is done, so each stream's frames come back in
   the order it sent them; streams are independent of each other's order.
 
@@ -62,12 +64,13 @@ class SharedEngine:
     Restorer (`Restorer(engine=shared)`) or Pipeline (`Pipeline(..., engine=shared)`).
     """
 
-    def __init__(self, engine: Any, info: Any, *, max_batch: int = 8, gather_ms: float = 3.0,
+    def __init__(self, engine: Any, info: Any, *, max_batch: int = 8, gather_ms: float = 50.0,
                  fallbacks: Sequence[Any] = ()) -> None:
         """Share a not-yet-entered `engine` running the model described by `info`."""
         self._engine, self.info = engine, info
         self.gather_s = gather_ms / 1000.0
         self._last_seen: dict[int, float] = {}  # caller -> when it last sent a request
+        self._last_call_s = 0.0
         self.fallbacks = list(fallbacks)
         self.name, self.device = engine.name, engine.device
         self.max_batch = max_batch
@@ -81,7 +84,7 @@ class SharedEngine:
     @classmethod
     def load(cls, model: str | Path = "video-x264-qp", *, engine: str = "auto", device: str = "auto",
              max_batch: int = 8, tile: int = 0, engine_configs: Mapping[str, Any] | None = None,
-             gather_ms: float = 3.0, log: Callable[[str], None] = print) -> "SharedEngine":
+             gather_ms: float = 50.0, log: Callable[[str], None] = print) -> "SharedEngine":
         """Load `model` and choose its engine as the Restorer would."""
         from .engines.select import choose
 
@@ -144,11 +147,12 @@ class SharedEngine:
             self._run(chosen)
 
     def _gather(self) -> None:
-        """Wait (briefly, lock held but released while waiting) until every stream
-        active in the last second has a request in, or `gather_s` passed."""
+        """Wait (lock released while waiting) until every stream active lately has a
+        request in, or the gathering time is up."""
         now = time.monotonic()
-        active = {c for c, seen in self._last_seen.items() if now - seen < 1.0}
-        give_up = now + self.gather_s
+        recently = max(1.0, 3 * self._last_call_s)
+        active = {c for c, seen in self._last_seen.items() if now - seen < recently}
+        give_up = now + min(self.gather_s, 0.5 * self._last_call_s)
         while not self._closed and len(active - {c for c, q in self._queues.items() if q}) > 0:
             left = give_up - time.monotonic()
             if left <= 0:
@@ -186,7 +190,9 @@ class SharedEngine:
     def _run(self, requests: list[_Request]) -> None:
         try:
             batch = requests[0].batch if len(requests) == 1 else np.concatenate([r.batch for r in requests])
+            start = time.perf_counter()
             outputs = self._engine.infer(batch)
+            self._last_call_s = time.perf_counter() - start
         except BaseException as exc:  # noqa: BLE001 - every waiting caller gets it
             for request in requests:
                 request.error = exc

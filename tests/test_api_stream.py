@@ -111,3 +111,18 @@ def test_run_options_reach_the_sections(tmp_path, cpu_config):
     result = streamfix.run(clip.path, tmp_path / "out.mkv", dataclasses.replace(cpu_config, encode=LOSSLESS),
                            live={"mode": "on", "max_latency_ms": 60_000})
     assert result.live and result.frames_out == 4 and result.restored + result.passed_through == 4
+
+
+def test_pipeline_metrics_snapshot_counts_a_run(tmp_path, cpu_config):
+    clip = mg.write_clip(tmp_path / "in.mkv", frames=5, encoder_options=BLOCKY)
+    pipeline = streamfix.Pipeline(clip.path, tmp_path / "out.mkv", dataclasses.replace(cpu_config, encode=LOSSLESS),
+                                  quiet=True, name="cam-7")
+    before = pipeline.metrics.snapshot()
+    assert before["frames_in"] == 0 and before["running"] is False
+    result = pipeline.run()
+    after = pipeline.metrics.snapshot()
+    assert after["stream"] == "cam-7" and after["frames_in"] == after["frames_out"] == 5
+    assert after["restored"] + after["passed_through"] == 5 == result.restored + result.passed_through
+    assert set(after["queue_depth"]) == {"decoded", "batches", "processed"}
+    assert {"decode", "restore", "encode"} <= set(after["stage_seconds"])
+    assert after["engine"] == "torch" and after["latency_s"]["max"] >= after["latency_s"]["mean"] > 0

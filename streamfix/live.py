@@ -46,6 +46,16 @@ class InferenceEstimate:
         known = self.per_frame_s
         self.per_frame_s = sample if known is None else known + self.weight * (sample - known)
 
+    def relax(self, factor: float = 0.99) -> None:
+        """Trust the estimate a little less (called when frames pass for lack of time).
+
+        Only restoring updates the estimate, so one freak slow call (the machine
+        was busy for a moment) could otherwise make every later frame look too slow
+        to restore, for ever; relaxing lets a restore be tried again after a while,
+        and that restore measures the real speed."""
+        if self.per_frame_s is not None:
+            self.per_frame_s *= factor
+
     def seconds_for(self, frames: int) -> float:
         """Predicted time to restore `frames` frames (0 while nothing was measured)."""
         return (self.per_frame_s or 0.0) * frames

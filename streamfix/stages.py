@@ -120,6 +120,8 @@ class RestoreStage:
         restored = self.restorer.restore_frames(frames[:fits], strengths)
         self.estimate.record(time.perf_counter() - start, self.restorer.restored - before)
         late = len(frames) - fits
+        if late:
+            self.estimate.relax()
         self.late += late
         self.restorer.passed_through += late
         return restored + list(frames[fits:])

@@ -136,3 +136,18 @@ def test_live_timing_maps_a_decoded_frame_to_its_deadline():
     object.__setattr__(second, "arrival", 20.1)
     assert timing.deadline_of(first) == pytest.approx(20.4)
     assert timing.deadline_of(second) == pytest.approx(20.5)  # 3/30 s later
+
+
+def test_one_freak_slow_call_does_not_stop_restoring_for_ever():
+    """A regression: only restoring updated the estimate, so after one call slowed by
+    a busy machine every frame looked too slow to restore, and none was again."""
+    now = [0.0]
+    restorer = CountingRestorer()
+    stage = RestoreStage(restorer, clock=lambda: now[0])  # type: ignore[arg-type]
+    stage.estimate.record(2.0, 1)  # the freak call; the budget is 0.5 s
+    batches = 0
+    while restorer.restored == 0 and batches < 1000:
+        batch = [decoded(batches)]
+        stage.process([d.frame for d in batch], BatchContext(batch, deadline=now[0] + 0.5))
+        batches += 1
+    assert 0 < restorer.restored and batches < 200

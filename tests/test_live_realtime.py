@@ -21,7 +21,8 @@ from test_streams_pipe import HARD_TIMEOUT_S, engine_flags, probe, send, streamf
 
 STREAM_S = 3
 RATE = 30
-BUDGET_MS = 500
+# Generous enough that one 320x240 frame fits even when the machine is very busy.
+BUDGET_MS = 800
 # A UDP stream has no end marker: it ends when nothing came for this long.
 INPUT_TIMEOUT_S = 1.0
 # The sender starts once streamfix listens; the model then loads after the first

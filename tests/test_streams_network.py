@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 import streamtools
 from test_streams_pipe import HARD_TIMEOUT_S, engine_flags, probe, send, streamfix
 
@@ -175,3 +177,46 @@ def _some_frames_written(body: str) -> bool:
         if line.startswith("streamfix_frames_out_total{"):
             return float(line.rsplit(" ", 1)[1]) > 0
     return False
+
+
+def test_an_hls_playlist_over_http_is_read_to_its_end(tmp_path):
+    """HLS as far as the bundled FFmpeg reads it: a VOD playlist of MPEG-TS segments
+    served by a loopback HTTP server."""
+    import functools
+    import http.server
+    import threading
+    from fractions import Fraction
+
+    import av
+
+    import mediagen as mg
+
+    site = tmp_path / "site"
+    site.mkdir()
+    with av.open(str(site / "play.m3u8"), "w", format="hls",
+                 options={"hls_time": "0.5", "hls_playlist_type": "vod"}) as playlist:
+        video = playlist.add_stream("libx264", rate=30, options={"crf": "40", "preset": "ultrafast", "g": "15"})
+        video.width, video.height, video.pix_fmt = 96, 64, "yuv420p"
+        for i in range(45):
+            playlist.mux(video.encode(mg.make_frame(i, 96, 64, "yuv420p", pts=i, time_base=Fraction(1, 30))))
+        playlist.mux(video.encode(None))
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out, stats = tmp_path / "out.mkv", tmp_path / "stats.json"
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/play.m3u8"
+        result = subprocess.run(streamfix(url, str(out), "--no-live", "--input-timeout", "5", "--stats", str(stats),
+                                          *engine_flags(tmp_path)), capture_output=True, timeout=HARD_TIMEOUT_S)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0, result.stderr.decode()
+    report = json.loads(stats.read_text())
+    assert report["frames_out"] == probe(out)["frames"] == 45 and report["restored"] > 0
+    # Matroska keeps milliseconds: the same times, to the millisecond.
+    assert probe(out)["times"] == pytest.approx(probe(site / "play.m3u8")["times"], abs=0.001)

@@ -40,10 +40,14 @@ def combined(results: dict, groups: list[str], setting: str) -> dict:
 PARTS = ("jpeg", "paper31", "video")
 
 
-def run_part(part: str, data: Path, raw: Path, engine: str, quick: bool) -> tuple[str, str]:
+def run_part(part: str, data: Path, raw: Path, engine: str, quick: bool, threads: int = 0) -> tuple[str, str]:
     """Evaluate one part; its results land in raw/part/results.json. Returns (title, command)."""
     test, video = data / "test", data / "video"
-    options = {"engine": engine}
+    options: dict = {"engine": engine}
+    if threads and engine in ("onnxruntime", "torch"):
+        from streamfix.engines.select import engine_config
+
+        options["engine_configs"] = {engine: engine_config(engine, {"threads": threads})}
     if part == "jpeg":
         qualities = [10] if quick else JPEG_QUALITIES
         folders = [test / s for s in JPEG_SETS]
@@ -77,11 +81,14 @@ def main() -> None:
                         help="evaluate only these parts (they can run in parallel processes); "
                              "the report is written from every part whose results exist")
     parser.add_argument("--quick", action="store_true", help="q10 and x264 CRF 18/40 only")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="inference threads for --engine onnxruntime/torch (0: all cores); "
+                             "speed only, the numbers do not change")
     args = parser.parse_args()
     raw = args.out.parent / "quality-results"
     for part in args.parts:
         started = time.time()
-        title, command = run_part(part, args.data, raw, args.engine, args.quick)
+        title, command = run_part(part, args.data, raw, args.engine, args.quick, args.threads)
         (raw / part / "meta.json").write_text(json.dumps({"title": title, "command": command,
                                                           "seconds": round(time.time() - started)}))
     write_report(args.out, raw, args.data, args.engine)

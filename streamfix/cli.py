@@ -78,7 +78,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch", type=_positive_int, help="frames per engine call")
     p.add_argument("--tile", type=_non_negative_int, help="tile side in pixels (0: whole frames)")
-    p.add_argument("--chroma", choices=("passthrough", "luma_model"), help="how chroma planes are treated")
+    p.add_argument("--chroma", choices=("passthrough", "luma_model", "stills"), help="how chroma planes are treated (default: stills)")
     p.add_argument("--jpeg-quality", type=_positive_int, help="JPEG quality to assume for inputs without one")
     p.add_argument("--codec", help="video encoder, e.g. libx264, libx265, ffv1")
     p.add_argument("--crf", type=_non_negative_int, help="encoder quality (x264: 0-51, lower is better)")
@@ -388,7 +388,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="encodings for --video, e.g. libx264:40 libx265:medium:40")
     p.add_argument("--model", help="model name or weights file (default: chosen per input, as in `run`)")
     p.add_argument("--engine", default="auto", choices=["auto", "torch", "onnxruntime", "tensorrt"])
-    p.add_argument("--chroma", choices=["passthrough", "luma_model"], help="what to do with colour planes")
+    p.add_argument("--chroma", choices=["passthrough", "luma_model", "stills"], help="what to do with colour planes")
     p.add_argument("--out", type=Path, default=Path("eval-out"), help="output folder (default: eval-out)")
 
 

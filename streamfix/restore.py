@@ -40,7 +40,7 @@ from .media.planes import array_to_plane, bit_depth, plane_to_array
 from .engines.ensemble import EnsembleEngine
 from .models import ModelInfo, load_model
 
-CHROMA_MODES = ("passthrough", "luma_model")
+CHROMA_MODES = ("passthrough", "luma_model", "stills")
 JPEG_MODEL = "jpeg-y-blind"
 VIDEO_MODEL = "video-x264-qp"
 # Decoders whose frames are JPEG images: their artifacts are JPEG's 8x8 blocks and
@@ -207,6 +207,10 @@ class Restorer:
         self._choice = model
         self._engine_name, self._device, self._batch, self._tile = engine, device, batch, tile
         self.chroma = chroma
+        # "stills": chroma through the luma model for still pictures only. Measured
+        # (benchmarks/chroma.md): +0.7 dB Cb/Cr on JPEG q10 but only +0.13-0.16 dB on
+        # x264 CRF 35-40 for +50% compute, so video keeps its chroma by default.
+        self._chroma_now = chroma == "luma_model"
         self.jpeg_quality = jpeg_quality
         # Self-ensemble (8 flips/rotations averaged, engines/ensemble.py): +0.1 dB on
         # JPEG pictures for 8x the compute, so by default only for still pictures.
@@ -240,6 +244,7 @@ class Restorer:
     def prepare(self, video: Any) -> ModelInfo:
         """Pick (and load) the model for an input described by a VideoInfo."""
         self._qp_estimator = conditioning.qp_estimator_for(video.codec_name)
+        self._chroma_now = self.chroma == "luma_model" or (self.chroma == "stills" and bool(getattr(video, "is_still", False)))
         self._ensemble_now = self.ensemble == "always" or (self.ensemble == "stills" and bool(getattr(video, "is_still", False)))
         self._current = str(self._choice) if self._choice is not None else choose_model(video)
         return self._load(self._current)[0]
@@ -339,7 +344,7 @@ class Restorer:
             if strength is None:
                 self.passed_through += 1
                 continue
-            split = split_frame(frame, chroma=self.chroma == "luma_model")
+            split = split_frame(frame, chroma=self._chroma_now)
             splits[i] = split
             jobs.extend(self._jobs(i, info, split, strength))
         self._run(engine, jobs, splits)
@@ -367,7 +372,7 @@ class Restorer:
         luma = split.planes[0]
         strength = {"qp_map": s.qp_map, "frame_qp": s.frame_qp, "jpeg_quality": s.jpeg_quality}
         jobs = [_Job(index, 0, split.bits, model_input(info, luma, split.bits, **strength))]
-        if self.chroma == "luma_model" and split.chroma:
+        if self._chroma_now and split.chroma:
             luma_cond = conditioning.condition_plane(info, *luma.shape, **strength)
             for p, plane in enumerate(split.planes[1:], start=1):
                 cond = _condition_for(plane, luma_cond)

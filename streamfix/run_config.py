@@ -107,7 +107,8 @@ class RunConfig:
     tile: int = 0  # tile side in pixels; 0: whole frames unless too large for memory
     # passthrough: chroma copied unchanged; luma_model: chroma planes restored by the
     # luma model too.
-    chroma: Literal["passthrough", "luma_model"] = "passthrough"
+    # stills: luma_model for still pictures, passthrough for video (benchmarks/chroma.md).
+    chroma: Literal["passthrough", "luma_model", "stills"] = "stills"
     # Self-ensemble (average over the 8 flips/rotations): +0.1 dB for 8x the compute.
     # stills: still pictures only; always; never.
     ensemble: Literal["stills", "always", "never"] = "stills"

@@ -35,8 +35,9 @@ Ending:
 Live mode (pipes and network inputs, or `live.mode: on`) needs no other structure:
 the batch thread gives every frame a deadline (live.py), batches leave in time for
 their oldest frame, and the restore stage restores only what it can finish before
-that deadline, passing the rest through. A live input that stalls or breaks ends the
-run like an end of stream, and the result says why (`input_ended`).
+that deadline, passing the rest through. A live input that stalls or breaks, or a file
+that holds less video than its header declares, ends the run like an end of stream,
+with a warning, and the result says why (`input_ended`).
 
 Every run keeps live counters (`metrics`, a StreamMetrics) that any thread may read.
 """
@@ -334,10 +335,9 @@ class Pipeline:
         if failure is not None:
             raise self._error(failure, self._abort()) from failure.error
         if reader.end_reason is not None:
+            hint = " (use --reconnect N to wait for the sender again)" if self.live else ""
             self._emit(f"streamfix: warning: {reader.end_reason}; the output was closed cleanly with every "
-                       f"frame received (use --reconnect N to wait for the sender again)")
-        elif not interrupted:
-            self._warn_if_short(self._expected_frames)
+                       f"frame received{hint}")
         result = RunResult(input=self.metrics.source, output=self.metrics.target, frames_in=self.metrics.frames_in,
                            frames_out=writer.frames_written if writer else 0, seconds=seconds,
                            interrupted=interrupted, live=self.live, input_ended=reader.end_reason,
@@ -363,14 +363,6 @@ class Pipeline:
             partial.unlink(missing_ok=True)
             return None
         return partial
-
-    def _warn_if_short(self, expected: int | None) -> None:
-        """A cut MKV or MPEG-TS decodes without error up to the cut; say so when the
-        container promised many more frames than it held."""
-        frames_in = self.metrics.frames_in
-        if expected and frames_in < 0.8 * expected:
-            self._emit(f"streamfix: warning: {self.source} ended after {frames_in} frames where its header "
-                       f"suggests about {expected}; it may be truncated (the output holds every frame it had)")
 
     @staticmethod
     def _error(failure: Failure, partial: Path | None) -> PipelineError:

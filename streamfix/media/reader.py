@@ -24,6 +24,9 @@ Rules this module keeps, and why:
   garbage after some frames, reading ends as if the stream had ended (`end_reason`
   says why) so the output is finished with every frame received, or the source is
   opened again up to `reconnect` times, with timestamps continued where they stopped.
+- A file whose demuxer stops early without an error (a cut MKV, an overwritten
+  cluster) ends like a whole one, and `end_reason` says how much of the video its
+  header promised is missing (see completeness.py).
 - Each frame carries the monotonic time it left the decoder (`arrival`): live mode
   computes its deadline from it.
 """
@@ -44,7 +47,7 @@ from PIL import Image
 
 from ..errors import InputError
 from ..jpeg import quality_from_tables
-from . import endpoints, stills
+from . import completeness, endpoints, stills
 from .qp import EXPORT_QP_OPTIONS, frame_qp_map
 from .timestamps import Timestamps
 
@@ -128,7 +131,7 @@ class MediaReader:
         self.source = source if isinstance(source, (str, Path)) else endpoints.describe(source)
         self.source = str(self.source)
         self.live = endpoints.is_live(source) if isinstance(source, str) else False
-        self.end_reason: str | None = None  # why a live source ended early, if it did
+        self.end_reason: str | None = None  # why the input ended early, if it did
         self.reconnects = 0
         self.copy_streams: list[av.stream.Stream] = []
         self._input, self._format, self._options = source, input_format, dict(options or {})
@@ -137,6 +140,7 @@ class MediaReader:
         self._owns_container = not isinstance(source, av.container.InputContainer)
         self._stdin_blocking: bool | None = None
         self._pending: list[DecodedFrame | av.Packet] = []
+        self._end_s: float | None = None  # where the last decoded frame ends, in seconds
         is_file = isinstance(source, Path) or (isinstance(source, str) and endpoints.is_path(source))
         if is_file:
             _check_local_file(Path(self.source))
@@ -271,6 +275,8 @@ class MediaReader:
                 if problem is None:
                     continue
             if problem is None:
+                if not self.live:
+                    self._check_complete()
                 return
             if not self.live:
                 raise InputError(f"{self.source}: reading failed after {self._index} frames ({problem}); "
@@ -305,6 +311,13 @@ class MediaReader:
             return exc.strerror or type(exc).__name__
         return None
 
+    def _check_complete(self) -> None:
+        period = self._timing.step * self._timing.time_base
+        missing = completeness.shortfall(self._stream, frames=self._index, end_s=self._end_s,
+                                         period_s=float(period))
+        if missing is not None:
+            self.end_reason = f"{self.source}: {missing}; it is truncated or corrupt from there on"
+
     def _may_reconnect(self) -> bool:
         return self.live and endpoints.is_url(self._input) and self.reconnects < self._reconnect
 
@@ -330,6 +343,7 @@ class MediaReader:
     def _decoded(self, frames: list[av.VideoFrame]) -> Iterator[DecodedFrame]:
         for frame in frames:
             self._timing.fill(frame)
+            self._end_s = completeness.frame_end_s(frame, self._timing.step * self._timing.time_base)
             self._check_same_shape(frame, self._index)
             size, quality = frame.opaque if frame.opaque is not None else (None, None)
             yield DecodedFrame(index=self._index, frame=frame, qp_map=frame_qp_map(frame),

@@ -13,6 +13,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from .cli_args import non_negative_int, port, positive_float, positive_int
+from .cli_machine import add_engine, add_info, cmd_engine, cmd_info
 from .errors import OutputError, StreamfixError
 
 
@@ -40,27 +42,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-
-
 def _add_run(sub: argparse._SubParsersAction) -> None:
     from .run_config import ENGINES
 
@@ -76,12 +57,12 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="bundled model name or weights file (default: chosen per input)")
     p.add_argument("--engine", choices=ENGINES, help="inference backend (default: auto)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--batch", type=_positive_int, help="frames per engine call")
-    p.add_argument("--tile", type=_non_negative_int, help="tile side in pixels (0: whole frames)")
+    p.add_argument("--batch", type=positive_int, help="frames per engine call")
+    p.add_argument("--tile", type=non_negative_int, help="tile side in pixels (0: whole frames)")
     p.add_argument("--chroma", choices=("passthrough", "luma_model", "stills"), help="how chroma planes are treated (default: stills)")
-    p.add_argument("--jpeg-quality", type=_positive_int, help="JPEG quality to assume for inputs without one")
+    p.add_argument("--jpeg-quality", type=positive_int, help="JPEG quality to assume for inputs without one")
     p.add_argument("--codec", help="video encoder, e.g. libx264, libx265, ffv1")
-    p.add_argument("--crf", type=_non_negative_int, help="encoder quality (x264: 0-51, lower is better)")
+    p.add_argument("--crf", type=non_negative_int, help="encoder quality (x264: 0-51, lower is better)")
     p.add_argument("--bitrate", help="target video bitrate instead of CRF, e.g. 4M")
     p.add_argument("--preset", help="encoder preset, e.g. veryfast, medium, slow")
     p.add_argument("--pix-fmt", help="output pixel format (default: the input's)")
@@ -98,9 +79,9 @@ def _add_stream_flags(p: argparse.ArgumentParser) -> None:
                    help="FFmpeg protocol/demuxer option for the input, e.g. listen=1 (repeatable)")
     g.add_argument("--output-option", action="append", default=[], metavar="KEY=VALUE",
                    help="FFmpeg protocol/muxer option for the output, e.g. listen=1 (repeatable)")
-    g.add_argument("--input-timeout", type=_positive_float, metavar="SECONDS",
+    g.add_argument("--input-timeout", type=positive_float, metavar="SECONDS",
                    help="a live input silent this long has ended (default 15)")
-    g.add_argument("--reconnect", type=_non_negative_int, metavar="N",
+    g.add_argument("--reconnect", type=non_negative_int, metavar="N",
                    help="open a network input again up to N times after it stalls, breaks or ends")
     live = g.add_mutually_exclusive_group()
     live.add_argument("--live", dest="live", action="store_const", const="on",
@@ -108,27 +89,10 @@ def _add_stream_flags(p: argparse.ArgumentParser) -> None:
                            "(default for pipes and network inputs)")
     live.add_argument("--no-live", dest="live", action="store_const", const="off",
                       help="restore every frame, however long it takes")
-    g.add_argument("--max-latency", type=_positive_float, metavar="MS",
+    g.add_argument("--max-latency", type=positive_float, metavar="MS",
                    help="live mode's latency budget in milliseconds (default 1000)")
-    g.add_argument("--metrics-port", type=_port, metavar="PORT",
+    g.add_argument("--metrics-port", type=port, metavar="PORT",
                    help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics while running")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = _int(text)
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a TCP port is 1 to 65535, got {value}")
-    return value
 
 
 def _write_stats(path: Path | None, result) -> None:
@@ -224,68 +188,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_info(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="versions, devices, usable engines and bundled models",
-                       description="Print what streamfix can use on this machine.")
-    p.add_argument("--device", default="auto", help="device to check the engines on (default: auto)")
-
-
-def _version(module: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(module)
-    except PackageNotFoundError:
-        return None
-
-
-def _onnxruntime_providers() -> list[str]:
-    try:
-        import onnxruntime
-    except ImportError as exc:  # installed but broken: say so instead of failing `info`
-        return [f"cannot import: {exc}"]
-    return list(onnxruntime.get_available_providers())
-
-
-def _scores_line(scores: dict) -> str:
-    import json
-
-    return json.dumps(scores, separators=(", ", ": "), default=str) if scores else "no scores recorded yet"
-
-
-def _cmd_info(args: argparse.Namespace) -> int:
-    import platform
-
-    import av
-    import torch
-
-    from . import __version__
-    from .engines.select import describe_engines
-    from .models import list_models
-
-    cuda = (f"CUDA {torch.version.cuda}, " + ", ".join(torch.cuda.get_device_name(i)
-                                                         for i in range(torch.cuda.device_count()))
-            if torch.cuda.is_available() else "no CUDA GPU visible")
-    print(f"streamfix    {__version__}")
-    print(f"python       {platform.python_version()} ({sys.executable})")
-    print(f"torch        {torch.__version__} ({cuda})")
-    print(f"PyAV         {av.__version__} (FFmpeg {getattr(av, 'ffmpeg_version_info', '?')})")
-    for package in ("onnxruntime", "onnxruntime-gpu", "tensorrt", "pycuda"):
-        found = _version(package)
-        if found and package.startswith("onnxruntime"):
-            found += f" (providers: {', '.join(_onnxruntime_providers())})"
-        if found or package in ("onnxruntime", "tensorrt"):
-            print(f"{package:<12} {found or 'not installed'}")
-    print("engines (auto tries them in this order):")
-    for name, usable, why in describe_engines(args.device):
-        print(f"  {name:<12} {'yes' if usable else 'no ':<4} {why}")
-    print("bundled models:")
-    for info in list_models():
-        print(f"  {info.name:<16} {info.description}")
-        print(f"  {'':<16} scores: {_scores_line(info.scores)}")
-    return 0
-
-
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     from .benchmarks.bench import add_arguments
 
@@ -303,76 +205,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_engine(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("engine", help="build or list cached TensorRT engines",
-                       description="TensorRT engines are built once per model, GPU, TensorRT version and "
-                                   "stream resolution (minutes), then loaded from the cache.")
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    build = actions.add_parser("build", help="build (or check) the engines for some resolutions now",
-                               description="Build TensorRT engines ahead of time, so that the first "
-                                           "stream of each resolution starts at full speed.")
-    build.add_argument("--model", default="video-x264-qp", help="bundled model name or weights file "
-                                                                "(default: video-x264-qp)")
-    precision = build.add_mutually_exclusive_group()
-    precision.add_argument("--fp16", dest="fp16", action="store_true", default=True,
-                           help="FP16 engines, checked against the FP32 model (default)")
-    precision.add_argument("--fp32", dest="fp16", action="store_false", help="FP32 engines")
-    build.add_argument("--shapes", default="1280x720,1920x1080",
-                       help="comma-separated WIDTHxHEIGHT, or a range MINxMIN-MAXxMAX "
-                            "(default: 1280x720,1920x1080)")
-    build.add_argument("--max-batch", type=_positive_int, default=8, help="largest batch (default 8)")
-    build.add_argument("--device", default="cuda", help="cuda or cuda:N (default cuda)")
-    build.add_argument("--opt-level", type=_non_negative_int, help="builder optimization level 0-5 (default 3)")
-    build.add_argument("--cache-dir", type=Path, help="engine cache (default $XDG_CACHE_HOME/streamfix/tensorrt)")
-    listing = actions.add_parser("list", help="list the cached engines", description="List the cached "
-                                 "TensorRT engines with what they were built for.")
-    listing.add_argument("--cache-dir", type=Path, help="engine cache (default $XDG_CACHE_HOME/streamfix/tensorrt)")
-
-
-def _cmd_engine(args: argparse.Namespace) -> int:
-    from .engines.engine_cache import EngineCache, default_cache_dir
-    from .errors import OptionError
-
-    cache_dir = args.cache_dir or default_cache_dir()
-    if args.action == "list":
-        entries = EngineCache(cache_dir).entries()
-        print(f"TensorRT engine cache: {cache_dir}" + ("" if entries else " (empty)"))
-        for e in entries:
-            key = e.get("key", {})
-            profile = key.get("profile", {})
-            size = f"{e['engine_bytes'] / 2**20:.1f} MiB" if "engine_bytes" in e else "?"
-            shapes = (f"{profile['width'][2]}x{profile['height'][2]} batch {profile['batch'][0]}-"
-                      f"{profile['batch'][2]}" if profile else "?")
-            print(f"  {e['status']:<6} {key.get('model', '?')} {e.get('variant', key.get('precision', '?'))} "
-                  f"{shapes}, {key.get('gpu', '?')} (sm {key.get('compute_capability', '?')}), TensorRT "
-                  f"{key.get('tensorrt', '?')}, {size}, built {e.get('created', '?')}: {e['file']}")
-        return 0
-
-    from .engines.base import EngineUnavailable
-    from .engines.tensorrt_engine import TensorRTConfig, TensorRTEngine, check_available
-    from .engines.trt_shapes import parse_shapes
-    from .models import load_model
-
-    try:
-        shapes = tuple(p.strip() for p in args.shapes.split(",") if p.strip())
-        parse_shapes(",".join(shapes), args.max_batch)
-        config = TensorRTConfig(device=args.device, fp16=args.fp16, max_batch=args.max_batch, shapes=shapes,
-                                cache_dir=cache_dir, while_building="wait",
-                                **({} if args.opt_level is None else {"opt_level": args.opt_level}))
-    except ValueError as exc:
-        raise OptionError(f"engine build: {exc}") from None
-    model, info = load_model(args.model)
-    log = lambda line: print(f"streamfix: {line}", file=sys.stderr, flush=True)  # noqa: E731
-    try:
-        check_available(config)
-        with TensorRTEngine(model, info, config, log=log) as engine:
-            for meta in engine.loaded:
-                print(meta["path"])
-    except EngineUnavailable as exc:
-        raise OptionError(f"cannot build TensorRT engines here: {exc}") from None
-    return 0
-
-
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval", help="measure restoration against pristine sources (PSNR, SSIM, PSNR-B)",
@@ -380,7 +212,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                     "codec settings, restore them exactly as `streamfix run` does, and compare with the "
                     "sources on the luma plane. Writes report.md, results.json and crops.png.")
     p.add_argument("--images", nargs="+", type=Path, default=[], metavar="FOLDER", help="folders of pristine images")
-    p.add_argument("--quality", nargs="+", type=_positive_int, default=[10], metavar="Q",
+    p.add_argument("--quality", nargs="+", type=positive_int, default=[10], metavar="Q",
                    help="JPEG qualities for --images (default: 10)")
     p.add_argument("--video", nargs="+", type=Path, default=[], metavar="SOURCE",
                    help="lossless videos: a folder of frames, a .y4m or a lossless video file")
@@ -409,9 +241,9 @@ COMMANDS = {
     "train": (_add_train, _cmd_train),
     "eval": (_add_eval, _cmd_eval),
     "run": (_add_run, _cmd_run),
-    "info": (_add_info, _cmd_info),
+    "info": (add_info, cmd_info),
     "bench": (_add_bench, _cmd_bench),
-    "engine": (_add_engine, _cmd_engine),
+    "engine": (add_engine, cmd_engine),
 }
 
 

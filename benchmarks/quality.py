@@ -37,6 +37,86 @@ def combined(results: dict, groups: list[str], setting: str) -> dict:
     return out
 
 
+# The bars the shipped models must clear (the model issue), checked from the raw
+# results every time the report is written, so the table cannot go stale.
+JPEG_BARS = [("LIVE1_gray (JPEG)", "LIVE1_gray", 29.15, "ARCNN 28.96, DnCNN-3 29.19"),
+             ("classic5 (JPEG)", "classic5", 29.25, "ARCNN 29.03, DnCNN-3 29.40")]
+PSNR_B_GAIN_BAR = 3.0
+VIDEO_MAIN, VIDEO_OTHER = VIDEO_SOURCES
+STRONG_GAIN_BAR = ("x264 medium CRF 40", 0.35)
+POSITIVE_SETTINGS = ["x264 medium CRF 35", "x264 medium CRF 40", "x264 medium CRF 45", "x265 medium CRF 40"]
+CLEAN_SETTING, CLEAN_LOSS_BAR = "x264 medium CRF 18", -0.05
+
+EVIDENCE = """Evidence behind the choices:
+- One quality-conditioned JPEG model vs per-quality models: the conditioned model
+  (qualities 5-95, half the samples from 5-20) reached 29.14 on LIVE1 q10 after 10,000
+  steps and 29.19 after 27,000; a plain q10-only CAR-DRN trained 8,000 steps on the
+  same kind of 2-core machine reached 29.10 (an earlier measurement, not repeated).
+  One model for every quality, reading the quality from the file, is at least as good
+  at q10 and also serves 5-95, so it ships.
+- The QP plane: a plain (blind) CAR-DRN trained on x264 CRF 35-45 loses 3-8 dB on
+  CRF 18 input; the QP-conditioned model with the clean-frame gate (frames with mean
+  QP under 24 pass through; streamfix/conditioning.py) loses at most a few hundredths.
+- Chroma: benchmarks/chroma.md (restored for stills, copied for video).
+- Self-ensemble for stills: +0.10 dB on classic5 q10 (28.89 -> 28.98 with an early
+  checkpoint, same code).
+"""
+
+
+def _verdict(ok: bool, short_by: float | None = None) -> str:
+    if ok:
+        return "met"
+    return f"missed by {short_by:.3f} dB" if short_by is not None else "not met"
+
+
+def bars_section(raw: Path) -> list[str]:
+    """The "against the bars" table from whichever parts have results."""
+    rows = []
+    jpeg = raw / "jpeg" / "results.json"
+    if jpeg.exists():
+        results = json.loads(jpeg.read_text())["results"]
+        b_gains = []
+        for group, name, bar, anchors in JPEG_BARS:
+            if "q10" not in results.get(group, {}):
+                continue
+            r = results[group]["q10"]
+            psnr = r["restored"]["psnr"]
+            rows.append(f"| {name} q10 PSNR | >= {bar:.2f} ({anchors}) | {psnr:.3f} | {_verdict(psnr >= bar, bar - psnr)} |")
+            b_gains.append((name, r["gain"]["psnr_b"]))
+        if b_gains:
+            ok = all(g >= PSNR_B_GAIN_BAR for _, g in b_gains)
+            text = ", ".join(f"{n} {g:+.2f}" for n, g in b_gains)
+            rows.append(f"| PSNR-B gain over JPEG, q10 | >= {PSNR_B_GAIN_BAR:g} dB | {text} | {_verdict(ok)} |")
+    video = raw / "video" / "results.json"
+    if video.exists():
+        results = json.loads(video.read_text())["results"]
+        main, other = results.get(VIDEO_MAIN, {}), results.get(VIDEO_OTHER, {})
+        gain = lambda group, setting: group[setting]["gain"]["psnr"] if setting in group else None  # noqa: E731
+        setting, bar = STRONG_GAIN_BAR
+        if gain(main, setting) is not None:
+            g, o = gain(main, setting), gain(other, setting)
+            also = f" ({VIDEO_OTHER.split('_')[0]} {o:+.3f})" if o is not None else ""
+            rows.append(f"| BasketballPass {setting.replace(' medium', '')} gain | >= +{bar:.2f} dB | {g:+.3f}{also} "
+                        f"| {_verdict(g >= bar, bar - g)} |")
+        found = [(s, gain(main, s), gain(other, s)) for s in POSITIVE_SETTINGS if gain(main, s) is not None]
+        if found:
+            ok = all(a > 0 and (b is None or b > 0) for _, a, b in found)
+            text = " / ".join(f"{a:+.2f}" for _, a, _ in found) + " (foreman " + \
+                " / ".join(f"{b:+.2f}" for _, _, b in found if b is not None) + ")"
+            names = ", ".join(s.replace(" medium", "") for s, _, _ in found)
+            rows.append(f"| gain > 0 at {names} | > 0 | {text} | {_verdict(ok)} |")
+        if gain(main, CLEAN_SETTING) is not None:
+            g, o = gain(main, CLEAN_SETTING), gain(other, CLEAN_SETTING)
+            also = f" (foreman {o:+.3f})" if o is not None else ""
+            ok = g >= CLEAN_LOSS_BAR and (o is None or o >= CLEAN_LOSS_BAR)
+            rows.append(f"| clean input, {CLEAN_SETTING.replace(' medium', '')} | >= {CLEAN_LOSS_BAR} dB | "
+                        f"{g:+.3f}{also} | {_verdict(ok)} |")
+    if not rows:
+        return []
+    return ["## Against the bars (issue: model, training and shipped weights)", "",
+            "| measure | bar | measured | |", "|---|---|---|---|", *rows, "", EVIDENCE]
+
+
 PARTS = ("jpeg", "paper31", "video")
 
 
@@ -110,6 +190,7 @@ def write_report(out: Path, raw: Path, data: Path, engine: str) -> None:
         "Models: " + "; ".join(f"`{m.name}` ({m.trained_on.get('steps', '?')} steps, "
                                f"{m.trained_on.get('train_seconds', 0) / 60:.0f} min)" for m in list_models()),
         "",
+        *bars_section(raw),
     ]
     for part in PARTS:
         if not (raw / part / "meta.json").exists():

@@ -23,11 +23,12 @@ from .media.qp import qp_map_to_pixels
 from .models import JPEG_QUALITY_SCALE, QP_SCALE, ModelInfo
 
 # Below this mean QP a frame passes through untouched (which also saves the compute).
-# Measured for the shipped video-x264-qp (8,500 steps) on clips made from held-out
+# Measured for the shipped video-x264-qp (27,500 steps) on clips made from held-out
 # validation pictures at CRF 14-34, `python -m streamfix.train.calibrate_gate RUN_DIR`:
-# mean gain per frame by mean QP: 18-19: -0.17 dB, 20-21: -0.07, 22-23: -0.05,
-# 24-25: +0.02, 26-27: +0.09, 30-31: +0.19, 40-41: +0.32. Near-lossless frames can
-# only lose, so the model starts where its gain turns positive.
+# mean gain per frame by mean QP: 16-17: -0.25 dB, 18-19: -0.21, 20-21: -0.05,
+# 22-23: +0.00 (half the frames lose), 24-25: +0.05, 26-27: +0.18, 30-31: +0.30,
+# 40-41: +0.40. Near-lossless frames can only lose, so the model starts where its
+# gain turns reliably positive.
 CLEAN_QP = 24.0
 
 

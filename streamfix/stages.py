@@ -41,6 +41,7 @@ import av
 
 from .config import ConfigError, from_dict
 from .live import InferenceEstimate, LiveTiming
+from .media.planes import SWSCALE_THREADS
 from .restore import Restorer
 
 ENTRY_POINT_GROUP = "streamfix.stages"
@@ -179,7 +180,7 @@ class ScaleStage:
         out = []
         for frame in frames:
             scaled = frame.reformat(width=width, height=height, format=self._format,
-                                    interpolation=self.options.interpolation)
+                                    interpolation=self.options.interpolation, threads=SWSCALE_THREADS)
             scaled.pts, scaled.time_base = frame.pts, frame.time_base
             for name in ("color_range", "colorspace", "color_primaries", "color_trc"):
                 setattr(scaled, name, getattr(frame, name))

@@ -9,6 +9,13 @@ from __future__ import annotations
 import av
 import numpy as np
 
+# Every pixel-format conversion and scale passes threads=SWSCALE_THREADS to reformat().
+# FFmpeg 8.1's multi-threaded swscale is not deterministic for some layouts: yuv422p ->
+# yuyv422 at widths whose chroma width is odd (66, 70, 98 px) changed 1-15% of
+# conversions of the same frame (a race; measured here, 200 tries each); with one
+# thread it is exact every time. The pipeline runs stages in parallel threads anyway.
+SWSCALE_THREADS = 1
+
 
 def plane_dtype(frame: av.VideoFrame) -> np.dtype:
     """uint8 for 8-bit formats, little-endian uint16 for deeper ones."""

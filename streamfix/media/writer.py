@@ -35,7 +35,7 @@ from pathlib import Path
 import av
 
 from ..errors import OutputError
-from . import endpoints, stills
+from . import endpoints, planes, stills
 from .encoding import EncodeConfig, choose_pix_fmt, encoder_options, parse_bitrate
 from .reader import VideoInfo
 
@@ -285,7 +285,8 @@ class MediaWriter:
                                    src_colorspace=stills.swscale_matrix(self.video.colorspace),
                                    dst_colorspace=stills.swscale_matrix(self.video.colorspace),
                                    src_color_range=self.video.color_range or None,
-                                   dst_color_range=colour["color_range"] or None)
+                                   dst_color_range=colour["color_range"] or None,
+                                   threads=planes.SWSCALE_THREADS)
             frame.pts, frame.time_base = pts, time_base
         for key, value in colour.items():
             setattr(frame, key, value)

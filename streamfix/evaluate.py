@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw
 from .errors import InputError, OptionError
 from .jpeg import load_luma
 from .media.crf_encode import encode_at_crf
-from .media.planes import plane_to_array
+from .media.planes import plane_to_array, reformat
 from .media.reader import DecodedFrame, MediaReader
 from .metrics import all_metrics
 from .restore import Restorer
@@ -135,7 +135,7 @@ def source_frames(source: Path) -> list[av.VideoFrame]:
     out = []
     for f in frames:
         w, h = f.width // 2 * 2, f.height // 2 * 2
-        out.append(f.reformat(width=w, height=h, format="yuv420p"))
+        out.append(reformat(f, width=w, height=h, format="yuv420p"))
     return out
 
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from . import conditioning
 from .conditioning import model_input, needs_restoring, plane_to_unit, unit_to_plane
-from .media.planes import SWSCALE_THREADS, array_to_plane, bit_depth, plane_to_array
+from .media.planes import array_to_plane, bit_depth, plane_to_array, reformat
 from .engines.ensemble import EnsembleEngine
 from .models import ModelInfo, load_model
 
@@ -123,7 +123,7 @@ def _split_rgb(frame: av.VideoFrame) -> _Split:
         out[..., 2] += dy + 1.772 * dcb
         image = np.clip(np.rint(out), 0, peak).astype(dtype)
         result = av.VideoFrame.from_ndarray(image, format=work)
-        return result if work == frame.format.name else result.reformat(format=frame.format.name, threads=SWSCALE_THREADS)
+        return result if work == frame.format.name else reformat(result, format=frame.format.name)
 
     return _Split(planes, bits, True, join)
 
@@ -137,8 +137,8 @@ def split_frame(frame: av.VideoFrame, *, chroma: bool) -> _Split:
     split = _split_planar(frame) if luma_alone else None
     if split is not None and (split.chroma or not chroma):
         return split
-    planar = _split_planar(frame.reformat(format=_planar_name(fmt, bit_depth(frame)), threads=SWSCALE_THREADS))
-    planar.join = lambda values, join=planar.join: join(values).reformat(format=fmt.name, threads=SWSCALE_THREADS)
+    planar = _split_planar(reformat(frame, format=_planar_name(fmt, bit_depth(frame))))
+    planar.join = lambda values, join=planar.join: reformat(join(values), format=fmt.name)
     return planar
 
 

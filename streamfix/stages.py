@@ -41,7 +41,7 @@ import av
 
 from .config import ConfigError, from_dict
 from .live import InferenceEstimate, LiveTiming
-from .media.planes import SWSCALE_THREADS
+from .media.planes import reformat
 from .restore import Restorer
 
 ENTRY_POINT_GROUP = "streamfix.stages"
@@ -179,8 +179,8 @@ class ScaleStage:
         width, height = self._size
         out = []
         for frame in frames:
-            scaled = frame.reformat(width=width, height=height, format=self._format,
-                                    interpolation=self.options.interpolation, threads=SWSCALE_THREADS)
+            scaled = reformat(frame, width=width, height=height, format=self._format,
+                              interpolation=self.options.interpolation)
             scaled.pts, scaled.time_base = frame.pts, frame.time_base
             for name in ("color_range", "colorspace", "color_primaries", "color_trc"):
                 setattr(scaled, name, getattr(frame, name))

@@ -59,9 +59,10 @@ def shortfall(stream: av.video.stream.VideoStream, *, frames: int, end_s: float 
     return None
 
 
-def frame_end_s(frame: av.VideoFrame, period: Fraction) -> float | None:
+def frame_end_s(pts: int | None, duration: int | None, time_base: Fraction | None,
+                period: Fraction) -> float | None:
     """Where a decoded frame ends: its pts plus its duration (or one frame period)."""
-    if frame.pts is None or frame.time_base is None:
+    if pts is None or time_base is None:
         return None
-    length = frame.duration * frame.time_base if frame.duration else period
-    return float(frame.pts * frame.time_base + length)
+    length = duration * time_base if duration else period
+    return float(pts * time_base + length)

@@ -11,6 +11,8 @@ from typing import BinaryIO
 
 import av
 
+from .planes import reformat
+
 RATE = 25
 
 
@@ -34,7 +36,7 @@ def encode_at_crf(frames: list[av.VideoFrame], target: str | Path | BinaryIO, *,
             options["x265-params"] = ":".join(params + ([x265_params] if x265_params else []))
         stream.options = options
         for i, frame in enumerate(frames):
-            frame = frame.reformat(format="yuv420p")
+            frame = reformat(frame, format="yuv420p")
             # Fresh timestamps: a decoded source carries its own time base, which must
             # not mix with the one given to the encoder.
             frame.pts, frame.time_base = i, Fraction(1, RATE)

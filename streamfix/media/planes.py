@@ -9,12 +9,17 @@ from __future__ import annotations
 import av
 import numpy as np
 
-# Every pixel-format conversion and scale passes threads=SWSCALE_THREADS to reformat().
 # FFmpeg 8.1's multi-threaded swscale is not deterministic for some layouts: yuv422p ->
 # yuyv422 at widths whose chroma width is odd (66, 70, 98 px) changed 1-15% of
 # conversions of the same frame (a race; measured here, 200 tries each); with one
-# thread it is exact every time. The pipeline runs stages in parallel threads anyway.
+# thread it is exact every time. So every conversion and scale goes through
+# `reformat` below. The pipeline runs its stages in parallel threads anyway.
 SWSCALE_THREADS = 1
+
+
+def reformat(frame: av.VideoFrame, **options: object) -> av.VideoFrame:
+    """`frame.reformat(**options)` on one swscale thread (see SWSCALE_THREADS)."""
+    return frame.reformat(threads=SWSCALE_THREADS, **options)
 
 
 def plane_dtype(frame: av.VideoFrame) -> np.dtype:

@@ -140,7 +140,8 @@ class MediaReader:
         self._owns_container = not isinstance(source, av.container.InputContainer)
         self._stdin_blocking: bool | None = None
         self._pending: list[DecodedFrame | av.Packet] = []
-        self._end_s: float | None = None  # where the last decoded frame ends, in seconds
+        # The last decoded frame's (pts, duration, time_base), for the completeness check.
+        self._last_timing: tuple | None = None
         is_file = isinstance(source, Path) or (isinstance(source, str) and endpoints.is_path(source))
         if is_file:
             _check_local_file(Path(self.source))
@@ -313,8 +314,8 @@ class MediaReader:
 
     def _check_complete(self) -> None:
         period = self._timing.step * self._timing.time_base
-        missing = completeness.shortfall(self._stream, frames=self._index, end_s=self._end_s,
-                                         period_s=float(period))
+        end_s = completeness.frame_end_s(*self._last_timing, period) if self._last_timing is not None else None
+        missing = completeness.shortfall(self._stream, frames=self._index, end_s=end_s, period_s=float(period))
         if missing is not None:
             self.end_reason = f"{self.source}: {missing}; it is truncated or corrupt from there on"
 
@@ -343,7 +344,7 @@ class MediaReader:
     def _decoded(self, frames: list[av.VideoFrame]) -> Iterator[DecodedFrame]:
         for frame in frames:
             self._timing.fill(frame)
-            self._end_s = completeness.frame_end_s(frame, self._timing.step * self._timing.time_base)
+            self._last_timing = (frame.pts, frame.duration, frame.time_base)
             self._check_same_shape(frame, self._index)
             size, quality = frame.opaque if frame.opaque is not None else (None, None)
             yield DecodedFrame(index=self._index, frame=frame, qp_map=frame_qp_map(frame),

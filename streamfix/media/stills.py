@@ -25,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
 from ..jpeg import quality_from_tables
-from .planes import SWSCALE_THREADS, array_to_plane, plane_to_array
+from .planes import array_to_plane, plane_to_array, reformat
 
 # Single-image formats routed to PIL; animated/multi-page files go to FFmpeg instead.
 STILL_FORMATS = frozenset({"JPEG", "PNG", "BMP", "TIFF", "WEBP"})
@@ -129,9 +129,8 @@ def image_from_frame(frame: av.VideoFrame, *, colorspace: int = SPACE_UNSPECIFIE
     if name == "yuvj444p":
         return Image.fromarray(np.dstack([plane_to_array(frame, i) for i in range(3)]), mode="YCbCr")
     if name != "rgb24":
-        frame = frame.reformat(format="rgb24", src_colorspace=swscale_matrix(colorspace),
-                               src_color_range=color_range or None, dst_color_range=RANGE_FULL,
-                               threads=SWSCALE_THREADS)
+        frame = reformat(frame, format="rgb24", src_colorspace=swscale_matrix(colorspace),
+                         src_color_range=color_range or None, dst_color_range=RANGE_FULL)
     return Image.fromarray(frame.to_ndarray(), mode="RGB")
 
 

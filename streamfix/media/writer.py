@@ -35,8 +35,9 @@ from pathlib import Path
 import av
 
 from ..errors import OutputError
-from . import endpoints, planes, stills
+from . import endpoints, stills
 from .encoding import EncodeConfig, choose_pix_fmt, encoder_options, parse_bitrate
+from .planes import reformat
 from .reader import VideoInfo
 
 # EncodeConfig and the helpers are part of this module's interface.
@@ -281,12 +282,11 @@ class MediaWriter:
         colour = self._frame_colour()
         if frame.format.name != self.pix_fmt:
             pts, time_base = frame.pts, frame.time_base
-            frame = frame.reformat(format=self.pix_fmt,
-                                   src_colorspace=stills.swscale_matrix(self.video.colorspace),
-                                   dst_colorspace=stills.swscale_matrix(self.video.colorspace),
-                                   src_color_range=self.video.color_range or None,
-                                   dst_color_range=colour["color_range"] or None,
-                                   threads=planes.SWSCALE_THREADS)
+            frame = reformat(frame, format=self.pix_fmt,
+                             src_colorspace=stills.swscale_matrix(self.video.colorspace),
+                             dst_colorspace=stills.swscale_matrix(self.video.colorspace),
+                             src_color_range=self.video.color_range or None,
+                             dst_color_range=colour["color_range"] or None)
             frame.pts, frame.time_base = pts, time_base
         for key, value in colour.items():
             setattr(frame, key, value)

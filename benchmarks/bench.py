@@ -10,7 +10,7 @@ Two measurements, printed as markdown tables (benchmarks/cpu.md records them):
    `warmup` calls (the first call allocates buffers and picks kernels). A quality
    column compares each variant's output with eager float32 PyTorch, so a faster
    but less exact variant (bf16) shows what it costs.
-2. End to end: `streamfix.pipeline` on a generated H.264 clip (CRF 40, so every
+2. End to end: `streamfix.pipeline.pipeline` on a generated H.264 clip (CRF 40, so every
    frame is restored), timed between the first and the last frame written, which
    leaves out start-up (model load, ONNX export, session creation) and the final
    flush. The ratio to the engine-only figure says what decoding, batching, plane
@@ -150,7 +150,7 @@ def _engine(variant: str, model, info, config: BenchConfig, batch: int):
 def bench_engines(config: BenchConfig, log=print) -> list[EngineRow]:
     import torch
 
-    from streamfix.models import load_model
+    from streamfix.core.weights import load_model
 
     model, info = load_model(config.model)
     rows = []
@@ -220,8 +220,8 @@ class _FrameClock:
 
 def bench_pipeline(config: BenchConfig, engine_rows: list[EngineRow], log=print) -> list[PipelineRow]:
     try:
-        from streamfix.pipeline import Pipeline
-        from streamfix.run_config import RunConfig
+        from streamfix.pipeline.pipeline import Pipeline
+        from streamfix.pipeline.run_config import RunConfig
     except ImportError as exc:
         log(f"  end-to-end skipped: the pipeline cannot be imported ({exc})")
         return []
@@ -345,7 +345,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
-    from streamfix.errors import OptionError
+    from streamfix.core.errors import OptionError
 
     unknown = [v for v in args.engines if v not in VARIANTS]
     if unknown:

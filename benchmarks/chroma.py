@@ -19,11 +19,11 @@ import av
 import numpy as np
 from PIL import Image
 
-from streamfix.evaluate import VideoSetting, encode_video, image_files, source_frames
+from streamfix.quality.evaluate import VideoSetting, encode_video, image_files, source_frames
 from streamfix.media.planes import plane_to_array
 from streamfix.media.reader import DecodedFrame, MediaReader
-from streamfix.metrics import psnr
-from streamfix.restore import Restorer
+from streamfix.quality.measures import psnr
+from streamfix.restore.restorer import Restorer
 
 
 def _restore(path: Path, chroma: str, engine: str) -> list[av.VideoFrame]:

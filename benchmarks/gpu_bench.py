@@ -17,7 +17,7 @@ name) over 2 x the model's multiply-adds per frame: no real kernel reaches it, b
 the fraction says how much is left. GPU memory is the device-wide memory in use with
 the engine open (after its largest batch), minus what was in use before it opened.
 
-End to end: `streamfix.pipeline` on a generated H.264 clip of each size, through
+End to end: `streamfix.pipeline.pipeline` on a generated H.264 clip of each size, through
 benchmarks/bench.py's measurement (steady frames/s between the first and the last
 batch written), so decoding, batching, plane conversion and encoding are included.
 Every TensorRT engine is built (or loaded from the cache) before timing starts.
@@ -140,7 +140,7 @@ def bench_torch(model, info, sizes, batches, log) -> list[Row]:
     import torch
 
     from streamfix.engines.torch_engine import TorchConfig, TorchEngine
-    from streamfix.model import fold_batchnorm
+    from streamfix.core.network import fold_batchnorm
 
     rows = []
     net = fold_batchnorm(model).cuda().half().to(memory_format=torch.channels_last).eval()
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from streamfix.engines.engine_cache import slug
-    from streamfix.models import load_model
+    from streamfix.core.weights import load_model
 
     if not torch.cuda.is_available():
         print("gpu_bench: PyTorch sees no CUDA GPU; run this on a GPU machine", file=sys.stderr)

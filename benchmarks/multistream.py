@@ -34,7 +34,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 def _config(engine: str, threads: int, batch: int):
     from streamfix.media.writer import EncodeConfig
-    from streamfix.run_config import LiveConfig, ProgressConfig, RunConfig
+    from streamfix.pipeline.run_config import LiveConfig, ProgressConfig, RunConfig
 
     engines = {engine: {"threads": threads}} if engine in ("onnxruntime", "torch") else {}
     return RunConfig(model="video-x264-qp", engine=engine, batch=batch, engines=engines,
@@ -45,7 +45,7 @@ def _config(engine: str, threads: int, batch: int):
 def _run_streams(clip: Path, out_dir: Path, n: int, config: Any, shared: Any) -> dict[str, float]:
     """Run n pipelines at once (sharing `shared`, or each with its own engine when it is
     None); returns the timings."""
-    from streamfix.pipeline import Pipeline
+    from streamfix.pipeline.pipeline import Pipeline
 
     pipelines = [Pipeline(clip, out_dir / f"out{n}-{i}.mkv", config, engine=shared, quiet=True,
                           log=lambda message: None, name=f"stream{i}") for i in range(n)]
@@ -86,8 +86,8 @@ def _warm(engine: Any, width: int, height: int) -> None:
 def bench(sizes: tuple[int, int], frames: int, counts: list[int], engine: str, threads: int, batch: int,
           separate: bool, log=print) -> list[dict[str, Any]]:
     from benchmarks.bench import make_clip
-    from streamfix.multistream import SharedEngine
-    from streamfix.run_config import engine_configs
+    from streamfix.serve.multistream import SharedEngine
+    from streamfix.pipeline.run_config import engine_configs
 
     width, height = sizes
     rows: list[dict[str, Any]] = []

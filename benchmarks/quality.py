@@ -2,7 +2,7 @@
 
     python benchmarks/quality.py --data ../shared/data [--out benchmarks/quality.md] [--quick]
 
-Everything goes through `streamfix eval` (streamfix.evaluate), i.e. through the
+Everything goes through `streamfix eval` (streamfix.quality.evaluate), i.e. through the
 same reader and Restorer as `streamfix run`, with the default model choice. The raw
 per-set results are kept next to the report (quality-results/).
 """
@@ -16,8 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from streamfix.evaluate import VideoSetting, evaluate
-from streamfix.models import list_models
+from streamfix.quality.evaluate import VideoSetting, evaluate
+from streamfix.core.weights import list_models
 
 JPEG_SETS = ["LIVE1_gray", "classic5"]
 JPEG_QUALITIES = [5, 10, 15, 20, 30, 40]
@@ -56,7 +56,7 @@ EVIDENCE = """Evidence behind the choices:
   at q10 and also serves 5-95, so it ships.
 - The QP plane: a plain (blind) CAR-DRN trained on x264 CRF 35-45 loses 3-8 dB on
   CRF 18 input; the QP-conditioned model with the clean-frame gate (frames with mean
-  QP under 24 pass through; streamfix/conditioning.py) loses at most a few hundredths.
+  QP under 24 pass through; streamfix/restore/conditioning.py) loses at most a few hundredths.
 - Chroma: benchmarks/chroma.md (restored for stills, copied for video).
 - Self-ensemble for stills: +0.10 dB on classic5 q10 (28.89 -> 28.98 with an early
   checkpoint, same code).
@@ -175,7 +175,7 @@ def main() -> None:
 
 
 def write_report(out: Path, raw: Path, data: Path, engine: str) -> None:
-    from streamfix.evaluate import markdown_table
+    from streamfix.quality.evaluate import markdown_table
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     lines = [

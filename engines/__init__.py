@@ -10,6 +10,6 @@ tensorrt_engine); onnx_export.py makes the graph the non-PyTorch backends run;
 tiling.py bounds memory on large frames; select.py picks a backend.
 """
 
-from .base import Engine, EngineUnavailable, Fallback
+from streamfix.engines.base import Engine, EngineUnavailable, Fallback
 
 __all__ = ["Engine", "EngineUnavailable", "Fallback"]

@@ -40,7 +40,7 @@ from typing import Any, Callable, Literal
 
 from filelock import FileLock, Timeout
 
-from .trt_shapes import ShapeProfile
+from streamfix.engines.trt_shapes import ShapeProfile
 
 FORMAT = "streamfix-trt-engine/1"
 # A first build takes minutes; a second process waits for it rather than building the

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Engine
+from streamfix.engines.base import Engine
 
 GRID = 8
 

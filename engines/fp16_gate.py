@@ -28,7 +28,7 @@ from typing import Callable, Generic, Iterator, Sequence, TypeVar
 import numpy as np
 import torch
 
-from streamfix.model import CARDRN, fold_batchnorm
+from streamfix.core.network import CARDRN, fold_batchnorm
 
 MIN_PSNR_DB = 45.0
 # variant -> convolutions kept in FP32 (None: build the FP32 graph instead)

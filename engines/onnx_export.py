@@ -31,7 +31,7 @@ import onnx
 import torch
 from torch import nn
 
-from streamfix.model import CARDRN, fold_batchnorm
+from streamfix.core.network import CARDRN, fold_batchnorm
 
 # Bump when the graph this module writes changes, so cached files from older code
 # are not reused.

@@ -17,11 +17,11 @@ from typing import Literal
 
 import numpy as np
 
-from streamfix.model import CARDRN
-from streamfix.models import ModelInfo
+from streamfix.core.network import CARDRN
+from streamfix.core.weights import ModelInfo
 
-from .base import EngineUnavailable
-from .onnx_export import INPUT_NAME, OUTPUT_NAME, cached_onnx, default_cache_dir
+from streamfix.engines.base import EngineUnavailable
+from streamfix.engines.onnx_export import INPUT_NAME, OUTPUT_NAME, cached_onnx, default_cache_dir
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"

@@ -27,13 +27,13 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from streamfix.config import ConfigError, from_dict
-from streamfix.errors import OptionError
-from streamfix.model import CARDRN
-from streamfix.models import ModelInfo
+from streamfix.core.yaml_config import ConfigError, from_dict
+from streamfix.core.errors import OptionError
+from streamfix.core.network import CARDRN
+from streamfix.core.weights import ModelInfo
 
-from .base import Engine, EngineUnavailable, Fallback
-from .tiling import TiledEngine, TilingConfig, max_pixels_for, receptive_radius
+from streamfix.engines.base import Engine, EngineUnavailable, Fallback
+from streamfix.engines.tiling import TiledEngine, TilingConfig, max_pixels_for, receptive_radius
 
 
 @dataclass(frozen=True, slots=True)

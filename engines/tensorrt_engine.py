@@ -32,19 +32,19 @@ from typing import Callable, Iterable, Iterator, Literal
 
 import numpy as np
 
-from streamfix.model import CARDRN
-from streamfix.models import ModelInfo
+from streamfix.core.network import CARDRN
+from streamfix.core.weights import ModelInfo
 
-from .base import EngineUnavailable
-from .background_build import BackgroundBuilds
-from .cuda_buffers import CudaPipeline, CudaUnavailable, DeviceFacts, PrimaryContext, probe
-from .engine_cache import Built, EngineCache, EngineKey, default_cache_dir, sha256_bytes
-from .fp16_gate import MIN_PSNR_DB, GateFailed, reference_output, sample_frames
-from .onnx_export import onnx_sha256
-from .trt_build import BuildFailed, BuildRequest, GraphSource, build_with_gate, measure_psnr, trt_logger
-from .trt_runner import EngineRejected, TrtRunner
-from .trt_shapes import ShapeProfile, exact_profile, parse_shapes, pick_profile
-from .trt_version import trt_version, unsupported_reason
+from streamfix.engines.base import EngineUnavailable
+from streamfix.engines.background_build import BackgroundBuilds
+from streamfix.engines.cuda_buffers import CudaPipeline, CudaUnavailable, DeviceFacts, PrimaryContext, probe
+from streamfix.engines.engine_cache import Built, EngineCache, EngineKey, default_cache_dir, sha256_bytes
+from streamfix.engines.fp16_gate import MIN_PSNR_DB, GateFailed, reference_output, sample_frames
+from streamfix.engines.onnx_export import onnx_sha256
+from streamfix.engines.trt_build import BuildFailed, BuildRequest, GraphSource, build_with_gate, measure_psnr, trt_logger
+from streamfix.engines.trt_runner import EngineRejected, TrtRunner
+from streamfix.engines.trt_shapes import ShapeProfile, exact_profile, parse_shapes, pick_profile
+from streamfix.engines.trt_version import trt_version, unsupported_reason
 
 INSTALL = "pip install 'streamfix[tensorrt]'"
 
@@ -349,7 +349,7 @@ class TensorRTEngine:
 
     def _serve_standby(self, batch: np.ndarray, profile: ShapeProfile, state: str) -> np.ndarray:
         if self._standby is None:
-            from .torch_engine import TorchConfig, TorchEngine
+            from streamfix.engines.torch_engine import TorchConfig, TorchEngine
 
             why = ("its build failed (see above)" if state == "failed"
                    else "it is being prepared (a first build takes minutes)")

@@ -24,7 +24,7 @@ from typing import Iterator
 import numpy as np
 from torch import nn
 
-from .base import Engine
+from streamfix.engines.base import Engine
 
 DEFAULT_MARGIN = 16
 # 8 Mpx is four 1080p frames: about 2 GB per 64-channel float32 feature map, which

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from streamfix.model import CARDRN, fold_batchnorm
-from streamfix.models import ModelInfo
+from streamfix.core.network import CARDRN, fold_batchnorm
+from streamfix.core.weights import ModelInfo
 
-from .base import EngineUnavailable
+from streamfix.engines.base import EngineUnavailable
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -29,16 +29,16 @@ from typing import Callable, Iterator
 import numpy as np
 import onnx
 
-from streamfix.model import CARDRN
+from streamfix.core.network import CARDRN
 
-from .cuda_buffers import CudaPipeline
-from .engine_cache import Built
-from .fp16_gate import VARIANTS, ladder, output_psnr, run_gate
-from .onnx_export import export_onnx
-from .onnx_mixed_precision import with_fp32_tail
-from .trt_runner import TrtRunner
-from .trt_shapes import ShapeProfile
-from .trt_version import has_progress_monitor, network_flags, trt_version
+from streamfix.engines.cuda_buffers import CudaPipeline
+from streamfix.engines.engine_cache import Built
+from streamfix.engines.fp16_gate import VARIANTS, ladder, output_psnr, run_gate
+from streamfix.engines.onnx_export import export_onnx
+from streamfix.engines.onnx_mixed_precision import with_fp32_tail
+from streamfix.engines.trt_runner import TrtRunner
+from streamfix.engines.trt_shapes import ShapeProfile
+from streamfix.engines.trt_version import has_progress_monitor, network_flags, trt_version
 
 Log = Callable[[str], None]
 HEARTBEAT_S = 30.0

@@ -17,8 +17,8 @@ from types import ModuleType
 
 import numpy as np
 
-from .trt_shapes import ShapeProfile
-from .trt_version import engine_device_memory, trt_version
+from streamfix.engines.trt_shapes import ShapeProfile
+from streamfix.engines.trt_version import engine_device_memory, trt_version
 
 
 class TensorRTError(RuntimeError):

@@ -22,7 +22,7 @@ import asyncio
 from aiortc import RTCPeerConnection
 from aiortc.contrib.media import MediaPlayer, MediaRecorder
 
-from streamfix.aiortc_track import RestoredVideoTrack
+from streamfix.serve.aiortc_track import RestoredVideoTrack
 
 
 async def main(source: str, target: str, qp: float, max_latency_ms: float) -> None:

@@ -25,28 +25,28 @@ __all__ = ["Restorer", "run", "load_model", "RunConfig", "RunResult", "Pipeline"
            "PipelineInterrupted", "FrameStream", "SharedEngine", "run_streams", "MetricsServer", "__version__"]
 
 _LAZY = {
-    "Restorer": "restore",
-    "run": "pipeline",
-    "Pipeline": "pipeline",
-    "PipelineError": "pipeline",
-    "PipelineInterrupted": "pipeline",
-    "RunResult": "pipeline",
-    "FrameStream": "frame_stream",
-    "SharedEngine": "multistream",
-    "run_streams": "multistream",
-    "MetricsServer": "metrics_http",
-    "RunConfig": "run_config",
-    "load_model": "models",
+    "Restorer": "restore.restorer",
+    "run": "pipeline.pipeline",
+    "Pipeline": "pipeline.pipeline",
+    "PipelineError": "pipeline.pipeline",
+    "PipelineInterrupted": "pipeline.pipeline",
+    "RunResult": "pipeline.pipeline",
+    "FrameStream": "serve.frame_stream",
+    "SharedEngine": "serve.multistream",
+    "run_streams": "serve.multistream",
+    "MetricsServer": "serve.metrics_server",
+    "RunConfig": "pipeline.run_config",
+    "load_model": "core.weights",
 }
 
 if TYPE_CHECKING:
-    from .models import load_model
-    from .frame_stream import FrameStream
-    from .metrics_http import MetricsServer
-    from .multistream import SharedEngine, run_streams
-    from .pipeline import Pipeline, PipelineError, PipelineInterrupted, RunResult, run
-    from .restore import Restorer
-    from .run_config import RunConfig
+    from streamfix.core.weights import load_model
+    from streamfix.serve.frame_stream import FrameStream
+    from streamfix.serve.metrics_server import MetricsServer
+    from streamfix.serve.multistream import SharedEngine, run_streams
+    from streamfix.pipeline.pipeline import Pipeline, PipelineError, PipelineInterrupted, RunResult, run
+    from streamfix.restore.restorer import Restorer
+    from streamfix.pipeline.run_config import RunConfig
 
 
 def __getattr__(name: str) -> Any:

@@ -31,7 +31,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def cpu_config():
     """A RunConfig for tests: the torch engine on one CPU thread, quiet, small batches."""
-    from streamfix.run_config import ProgressConfig, RunConfig
+    from streamfix.pipeline.run_config import ProgressConfig, RunConfig
 
     return RunConfig(engine="torch", device="cpu", batch=2, engines={"torch": {"threads": 1}},
                      progress=ProgressConfig(mode="off"))

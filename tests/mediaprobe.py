@@ -109,7 +109,7 @@ def probe(path: str | Path, *, keep_luma: bool = False) -> Probe:
 
 def jpeg_bytes_quality(data: bytes) -> int | None:
     """Quality of an in-memory JPEG (an MJPEG packet), from its tables."""
-    from streamfix.jpeg import quality_from_tables
+    from streamfix.core.jpeg import quality_from_tables
 
     with Image.open(io.BytesIO(data)) as im:
         return quality_from_tables(getattr(im, "quantization", None))

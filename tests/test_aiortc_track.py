@@ -17,9 +17,9 @@ from aiortc.contrib.media import MediaPlayer  # noqa: E402
 from aiortc.mediastreams import MediaStreamError  # noqa: E402
 
 import mediagen as mg  # noqa: E402
-from streamfix.aiortc_track import RestoredVideoTrack  # noqa: E402
+from streamfix.serve.aiortc_track import RestoredVideoTrack  # noqa: E402
 from streamfix.engines.select import engine_config  # noqa: E402
-from streamfix.restore import Restorer  # noqa: E402
+from streamfix.restore.restorer import Restorer  # noqa: E402
 
 
 class PatternTrack(VideoStreamTrack):

@@ -14,9 +14,9 @@ import pytest
 import mediagen as mg
 import streamfix
 from streamfix.engines.select import engine_config
-from streamfix.frame_stream import FrameStream, FrameStreamError
+from streamfix.serve.frame_stream import FrameStream, FrameStreamError
 from streamfix.media.qp import EXPORT_QP_OPTIONS
-from streamfix.restore import Restorer
+from streamfix.restore.restorer import Restorer
 from test_pipeline import BLOCKY, LOSSLESS
 
 

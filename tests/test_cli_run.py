@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import mediagen as mg
-from streamfix.cli import main
+from streamfix.cli.main import main
 
 # The torch engine on one thread (the suite shares 2 cores), quiet progress.
 CPU = ["--engine", "torch", "--device", "cpu"]

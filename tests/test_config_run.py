@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from streamfix.config import ConfigError, load_yaml, to_dict
-from streamfix.run_config import RunConfig, load_run_config, with_overrides
-from streamfix.stages import RestoreStage, ScaleStage, build_stages
+from streamfix.core.yaml_config import ConfigError, load_yaml, to_dict
+from streamfix.pipeline.run_config import RunConfig, load_run_config, with_overrides
+from streamfix.pipeline.stages import RestoreStage, ScaleStage, build_stages
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PRESETS = sorted(p for p in CONFIGS.glob("*.yaml"))
@@ -81,8 +81,8 @@ def test_stage_list_builds_restore_and_scale():
     ({"type": "scale", "widht": 32}, "unknown key 'widht'"),
     ({"type": "restore", "model": "x"}, "the restore stage takes no options"),
     ({"type": "no_such_module_here:Stage"}, "cannot import module 'no_such_module_here'"),
-    ({"type": "streamfix.stages:NoSuchStage"}, "has no 'NoSuchStage'"),
-    ({"type": "streamfix.stages:BatchContext"}, "does not accept these options"),
+    ({"type": "streamfix.pipeline.stages:NoSuchStage"}, "has no 'NoSuchStage'"),
+    ({"type": "streamfix.pipeline.stages:BatchContext"}, "does not accept these options"),
     ({"type": "builtins:dict"}, "is not a stage"),
 ])
 def test_bad_stage_specs_say_what_is_wrong(spec, message):

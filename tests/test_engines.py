@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from streamfix.config import ConfigError
+from streamfix.core.yaml_config import ConfigError
 from streamfix.engines.base import Engine, EngineUnavailable
 from streamfix.engines.onnxruntime_engine import OnnxRuntimeConfig, OnnxRuntimeEngine
 from streamfix.engines.onnxruntime_engine import check_available as ort_available
 from streamfix.engines.select import engine_config
 from streamfix.engines.torch_engine import TorchConfig, TorchEngine
 from streamfix.engines.torch_engine import check_available as torch_available
-from streamfix.model import CARDRN, ModelArgs
-from streamfix.models import load_model
+from streamfix.core.network import CARDRN, ModelArgs
+from streamfix.core.weights import load_model
 
 torch.set_num_threads(1)
 NO_GPU = not torch.cuda.is_available()

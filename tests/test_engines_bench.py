@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from streamfix.cli import main
+from streamfix.cli.main import main
 
 torch.set_num_threads(1)
 

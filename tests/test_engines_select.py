@@ -11,8 +11,8 @@ from streamfix.engines.onnxruntime_engine import OnnxRuntimeConfig
 from streamfix.engines.select import Backend, choose, describe_engines
 from streamfix.engines.tiling import TiledEngine, TilingConfig
 from streamfix.engines.torch_engine import TorchConfig
-from streamfix.errors import OptionError
-from streamfix.models import load_model
+from streamfix.core.errors import OptionError
+from streamfix.core.weights import load_model
 
 torch.set_num_threads(1)
 needs_cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="describes a machine without a GPU")

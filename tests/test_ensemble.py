@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from streamfix.engines.ensemble import EnsembleEngine, _forward, _inverse
-from streamfix.model import CARDRN, ModelArgs
+from streamfix.core.network import CARDRN, ModelArgs
 
 
 class _Net:
@@ -64,7 +64,7 @@ def test_restorer_uses_the_ensemble_for_stills_only(tmp_path):
 
     from streamfix.media.planes import plane_to_array
     from streamfix.media.reader import DecodedFrame, MediaReader
-    from streamfix.restore import Restorer
+    from streamfix.restore.restorer import Restorer
 
     rng = np.random.default_rng(3)
     path = tmp_path / "p.jpg"

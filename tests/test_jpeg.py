@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from streamfix.jpeg import jpeg_quality_of_file, quality_from_tables, rgb_to_matlab_y
+from streamfix.core.jpeg import jpeg_quality_of_file, quality_from_tables, rgb_to_matlab_y
 
 
 @pytest.mark.parametrize("quality", [5, 10, 15, 20, 30, 40, 50, 75, 90, 95])

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import mediagen as mg
-from streamfix.batching import Batcher
-from streamfix.live import DeadlineClock, InferenceEstimate, LiveTiming
+from streamfix.pipeline.batching import Batcher
+from streamfix.pipeline.live import DeadlineClock, InferenceEstimate, LiveTiming
 from streamfix.media.reader import DecodedFrame
-from streamfix.stages import BatchContext, RestoreStage
+from streamfix.pipeline.stages import BatchContext, RestoreStage
 
 
 def test_deadline_is_presentation_time_on_the_wall_clock_plus_the_budget():

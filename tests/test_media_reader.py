@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import mediagen as mg
-from streamfix.errors import InputError
+from streamfix.core.errors import InputError
 from streamfix.media.reader import DecodedFrame, MediaReader
 
 

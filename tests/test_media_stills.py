@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 import mediagen as mg
-from streamfix.errors import InputError, OutputError
-from streamfix.jpeg import jpeg_quality_of_file
+from streamfix.core.errors import InputError, OutputError
+from streamfix.core.jpeg import jpeg_quality_of_file
 from streamfix.media import stills
 from streamfix.media.planes import plane_to_array
 from streamfix.media.reader import DecodedFrame, MediaReader

@@ -6,8 +6,8 @@ import av
 import pytest
 
 import mediagen as mg
-from streamfix.config import ConfigError, from_dict
-from streamfix.errors import OptionError, OutputError
+from streamfix.core.yaml_config import ConfigError, from_dict
+from streamfix.core.errors import OptionError, OutputError
 from streamfix.media.reader import DecodedFrame, MediaReader
 from streamfix.media.writer import (EncodeConfig, MediaWriter, check_writable, choose_pix_fmt,
                                     parse_bitrate, partial_path)

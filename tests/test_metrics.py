@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from streamfix.metrics import blocking_effect_factor, psnr, psnr_b, ssim
+from streamfix.quality.measures import blocking_effect_factor, psnr, psnr_b, ssim
 
 
 def test_psnr_of_a_constant_error():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from streamfix.model import CARDRN, ModelArgs, fold_batchnorm, parameter_count
-from streamfix.models import ModelNotFound, load_model, read_info, save_weights
+from streamfix.core.network import CARDRN, ModelArgs, fold_batchnorm, parameter_count
+from streamfix.core.weights import ModelNotFound, load_model, read_info, save_weights
 
 torch.set_num_threads(1)
 
@@ -85,7 +85,7 @@ def test_unknown_model_and_bad_file(tmp_path):
 
 
 def test_bundled_models_load():
-    from streamfix.models import list_models
+    from streamfix.core.weights import list_models
 
     infos = {i.name: i for i in list_models()}
     assert {"jpeg-y-blind", "video-x264-qp"} <= set(infos)

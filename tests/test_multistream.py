@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import mediagen as mg
-from streamfix.multistream import SharedEngine, _Request, run_streams
-from streamfix.pipeline import Pipeline
+from streamfix.serve.multistream import SharedEngine, _Request, run_streams
+from streamfix.pipeline.pipeline import Pipeline
 from test_pipeline import BLOCKY, LOSSLESS
 
 

@@ -17,8 +17,8 @@ from streamfix.engines.onnx_export import (
     model_sha256,
     onnx_sha256,
 )
-from streamfix.model import CARDRN, ModelArgs
-from streamfix.models import load_model
+from streamfix.core.network import CARDRN, ModelArgs
+from streamfix.core.weights import load_model
 
 torch.set_num_threads(1)
 

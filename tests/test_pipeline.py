@@ -14,8 +14,8 @@ import mediagen as mg
 from streamfix.engines.select import engine_config
 from streamfix.media.reader import DecodedFrame, MediaReader
 from streamfix.media.writer import EncodeConfig
-from streamfix.pipeline import Pipeline, PipelineError
-from streamfix.restore import Restorer
+from streamfix.pipeline.pipeline import Pipeline, PipelineError
+from streamfix.restore.restorer import Restorer
 
 # Lossless output, so what the test reads back is exactly what the model produced.
 LOSSLESS = EncodeConfig(codec="ffv1", crf=None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamfix.batching import Batch, Batcher
+from streamfix.pipeline.batching import Batch, Batcher
 
 
 class FakeClock:

@@ -11,9 +11,9 @@ import time
 import pytest
 
 import mediagen as mg
-from streamfix.pipeline import Pipeline, PipelineError, PipelineInterrupted
-from streamfix.run_config import QueueConfig, load_run_config
-from streamfix.stages import BatchContext
+from streamfix.pipeline.pipeline import Pipeline, PipelineError, PipelineInterrupted
+from streamfix.pipeline.run_config import QueueConfig, load_run_config
+from streamfix.pipeline.stages import BatchContext
 
 
 class Passthrough:
@@ -92,7 +92,7 @@ def test_a_failing_stage_stops_everything_and_says_where(tmp_path, clip, cpu_con
 
 
 def test_a_user_error_keeps_its_own_message(tmp_path, clip, cpu_config):
-    from streamfix.errors import InputError
+    from streamfix.core.errors import InputError
 
     stage = FailAt(0, InputError("frame 0 is not usable; try another file"))
     with pytest.raises(PipelineError) as err:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 
-from streamfix.progress import BarProgress, LineProgress, SilentProgress, format_duration, make_progress
-from streamfix.run_config import ProgressConfig
+from streamfix.pipeline.progress import BarProgress, LineProgress, SilentProgress, format_duration, make_progress
+from streamfix.pipeline.run_config import ProgressConfig
 
 
 class FakeClock:

@@ -8,8 +8,8 @@ import pytest
 
 from mediagen import make_frame
 from streamfix.media.reader import DecodedFrame, VideoInfo
-from streamfix.restore import Restorer
-from streamfix.stages import BatchContext, RestoreStage, ScaleStage, Stage
+from streamfix.restore.restorer import Restorer
+from streamfix.pipeline.stages import BatchContext, RestoreStage, ScaleStage, Stage
 
 
 def video_info(width: int = 64, height: int = 48) -> VideoInfo:
@@ -43,7 +43,7 @@ def test_scale_keeps_timestamps_and_colour_tags():
 
 
 def test_scale_rejects_bad_options():
-    from streamfix.config import ConfigError
+    from streamfix.core.yaml_config import ConfigError
 
     with pytest.raises(ConfigError, match="width must be at least 2"):
         ScaleStage(width=1)
@@ -68,9 +68,9 @@ def test_a_late_batch_passes_through_unrestored():
 def test_an_installed_plugin_is_found_by_its_entry_point(monkeypatch):
     from importlib.metadata import EntryPoint
 
-    import streamfix.stages as stages
+    import streamfix.pipeline.stages as stages
 
-    point = EntryPoint(name="rescale", value="streamfix.stages:ScaleStage", group=stages.ENTRY_POINT_GROUP)
+    point = EntryPoint(name="rescale", value="streamfix.pipeline.stages:ScaleStage", group=stages.ENTRY_POINT_GROUP)
     monkeypatch.setattr(stages, "entry_points", lambda group: [point] if group == stages.ENTRY_POINT_GROUP else [])
     (stage,) = stages.build_stages([{"type": "rescale", "width": 40}], lambda: None)
     assert isinstance(stage, ScaleStage) and stage.options.width == 40

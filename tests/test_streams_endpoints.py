@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streamfix.errors import OptionError
+from streamfix.core.errors import OptionError
 from streamfix.media import endpoints
 
 

@@ -124,8 +124,8 @@ def test_a_sender_that_is_not_there_is_one_line_and_exit_2(tmp_path):
 def test_metrics_endpoint_serves_prometheus_text_on_loopback(tmp_path):
     import urllib.request
 
-    from streamfix.metrics_http import MetricsServer
-    from streamfix.stream_metrics import StreamMetrics
+    from streamfix.serve.metrics_server import MetricsServer
+    from streamfix.pipeline.counters import StreamMetrics
 
     metrics = StreamMetrics("cam-1", "udp://127.0.0.1:5000", "out.ts")
     metrics.frames_in, metrics.live, metrics.running = 7, True, True

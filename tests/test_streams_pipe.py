@@ -28,7 +28,7 @@ def engine_flags(tmp_path: Path) -> list[str]:
 
 
 def streamfix(*args: str) -> list[str]:
-    return [sys.executable, "-m", "streamfix.cli", "run", *args]
+    return [sys.executable, "-m", "streamfix.cli.main", "run", *args]
 
 
 def send(*args: str) -> list[str]:

@@ -8,7 +8,7 @@ import pytest
 
 from streamfix.benchmarks import gpu_bench
 from streamfix.benchmarks.gpu_bench import Row, ceiling_fps, macs_per_pixel, peak_tflops, report
-from streamfix.model import CARDRN, ModelArgs
+from streamfix.core.network import CARDRN, ModelArgs
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,7 +20,7 @@ from streamfix.engines.trt_shapes import ShapeProfile, exact_profile, parse_shap
 from streamfix.engines.trt_version import (
     engine_device_memory, network_flags, parse_version, unsupported_reason,
 )
-from streamfix.model import CARDRN, ModelArgs
+from streamfix.core.network import CARDRN, ModelArgs
 
 torch.set_num_threads(1)
 FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16

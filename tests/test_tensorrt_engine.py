@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamfix.cli import main
-from streamfix.config import ConfigError
+from streamfix.cli.main import main
+from streamfix.core.yaml_config import ConfigError
 from streamfix.engines.background_build import BackgroundBuilds
 from streamfix.engines.base import EngineUnavailable
 from streamfix.engines.engine_cache import Built, EngineCache, EngineKey
@@ -21,7 +21,7 @@ from streamfix.engines.select import engine_config
 from streamfix.engines.tensorrt_engine import TensorRTConfig, TensorRTEngine, check_available, device_index
 from streamfix.engines.trt_runner import EngineRejected, TensorRTError, TrtRunner
 from streamfix.engines.trt_shapes import exact_profile
-from streamfix.models import load_model
+from streamfix.core.weights import load_model
 
 
 # -- availability: one line each -------------------------------------------------------

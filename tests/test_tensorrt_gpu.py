@@ -19,7 +19,7 @@ import torch
 from streamfix.engines.base import EngineUnavailable
 from streamfix.engines.fp16_gate import output_psnr, reference_output, sample_frames
 from streamfix.engines.tensorrt_engine import TensorRTConfig, TensorRTEngine, check_available
-from streamfix.models import load_model
+from streamfix.core.weights import load_model
 
 pytestmark = pytest.mark.gpu
 MAX_BATCH = 4

@@ -25,7 +25,7 @@ import pytest
 from streamfix.engines import trt_build
 from streamfix.engines.fp16_gate import output_psnr, reference_output, sample_frames
 from streamfix.engines.tensorrt_engine import TensorRTConfig, TensorRTEngine
-from streamfix.models import load_model
+from streamfix.core.weights import load_model
 
 MAGIC = b"SIMULATED-ENGINE\n"
 

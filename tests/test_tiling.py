@@ -9,8 +9,8 @@ import torch
 
 from streamfix.engines.tiling import TiledEngine, receptive_radius, tile_spans
 from streamfix.engines.torch_engine import TorchConfig, TorchEngine
-from streamfix.model import CARDRN, ModelArgs
-from streamfix.models import ModelInfo
+from streamfix.core.network import CARDRN, ModelArgs
+from streamfix.core.weights import ModelInfo
 
 torch.set_num_threads(1)
 INFO = ModelInfo(name="random", description="", task="video", conditioning="qp",

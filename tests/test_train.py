@@ -13,8 +13,8 @@ import pytest
 import torch
 import yaml
 
-from streamfix import config as config_io
-from streamfix.models import load_model
+from streamfix.core import yaml_config as config_io
+from streamfix.core.weights import load_model
 from streamfix.train.config import load_train_config
 from streamfix.train.train import get_lr, run
 
@@ -78,7 +78,7 @@ def test_resume_after_kill_matches_an_unbroken_run(tmp_path):
 
     cfg_b, path_b = _config(tmp_path / "b", name="killed", **changes)
     ckpt = tmp_path / "b" / "killed" / "checkpoint.pt"
-    proc = subprocess.Popen([sys.executable, "-m", "streamfix.cli", "train", "--config", str(path_b)],
+    proc = subprocess.Popen([sys.executable, "-m", "streamfix.cli.main", "train", "--config", str(path_b)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120

@@ -5,7 +5,7 @@
 Makes clips from the run's *validation* pictures (held out from training) at CRF
 14-34 with the run's codec settings, restores every frame with the run's current
 checkpoint, and prints the mean PSNR gain per mean-QP bucket. Frames whose mean QP is
-under streamfix.conditioning.CLEAN_QP pass through untouched at run time: pick it
+under streamfix.restore.conditioning.CLEAN_QP pass through untouched at run time: pick it
 where the gain stops being reliably positive.
 """
 
@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from streamfix.conditioning import CLEAN_QP
-from streamfix.model import CARDRN, ModelArgs
-from streamfix.models import QP_SCALE
+from streamfix.restore.conditioning import CLEAN_QP
+from streamfix.core.network import CARDRN, ModelArgs
+from streamfix.core.weights import QP_SCALE
 
-from . import data as data_mod
-from .config import load_train_config
-from .degrade import build_clip_cache
+from streamfix.train import data as data_mod
+from streamfix.train.config import load_train_config
+from streamfix.train.degrade import build_clip_cache
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     buckets: dict[int, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
         paths = build_clip_cache(Path(tmp), val_paths, args.clips, video, cfg.seed + 7, crfs=crfs, log=lambda *_: None)
-        from .degrade import load_clip
+        from streamfix.train.degrade import load_clip
 
         for path in paths:
             clip = load_clip(path)

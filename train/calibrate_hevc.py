@@ -10,7 +10,7 @@ doubles every 6), so the estimate feeds the same conditioning plane.
     python -m streamfix.train.calibrate_hevc ../shared/data/train [--clips 150]
 
 prints the coefficients and the estimate's error; they are copied into
-streamfix/conditioning.py (HEVC_QP_FIT).
+streamfix/restore/conditioning.py (HEVC_QP_FIT).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from PIL import Image
 
 from streamfix.media.crf_encode import encode_at_crf
 
-from .data import find_images
-from .degrade import _camera_frames
+from streamfix.train.data import find_images
+from streamfix.train.degrade import _camera_frames
 
 WIDTH = HEIGHT = 160  # square windows that fit the 481x321 BSDS pictures with room to move
 FRAMES = 8

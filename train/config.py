@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from streamfix.config import load as load_config
+from streamfix.core.yaml_config import load as load_config
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamfix.jpeg import load_luma
+from streamfix.core.jpeg import load_luma
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 

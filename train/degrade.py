@@ -22,13 +22,13 @@ import av
 import numpy as np
 from PIL import Image
 
-from streamfix.jpeg import jpeg_roundtrip
+from streamfix.core.jpeg import jpeg_roundtrip
 from streamfix.media.crf_encode import encode_at_crf
 from streamfix.media.planes import plane_to_array
 from streamfix.media.qp import frame_qp_map, qp_map_to_pixels
 
-from .config import JpegConfig, VideoConfig
-from .data import aligned_crop_origin, augment
+from streamfix.train.config import JpegConfig, VideoConfig
+from streamfix.train.data import aligned_crop_origin, augment
 
 
 # ----------------------------------------------------------------------------- JPEG

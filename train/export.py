@@ -14,12 +14,12 @@ from pathlib import Path
 
 import torch
 
-from streamfix import config as config_io
-from streamfix.model import CARDRN, ModelArgs
-from streamfix.models import save_weights
+from streamfix.core import yaml_config as config_io
+from streamfix.core.network import CARDRN, ModelArgs
+from streamfix.core.weights import save_weights
 
-from .config import load_train_config
-from .train import _describe
+from streamfix.train.config import load_train_config
+from streamfix.train.train import _describe
 
 
 def export(run_dir: Path, out: Path, scores: dict | None = None) -> Path:

@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from streamfix import config as config_io
-from streamfix.model import CARDRN, ModelArgs, parameter_count
-from streamfix.models import JPEG_QUALITY_SCALE, QP_SCALE, save_weights
+from streamfix.core import yaml_config as config_io
+from streamfix.core.network import CARDRN, ModelArgs, parameter_count
+from streamfix.core.weights import JPEG_QUALITY_SCALE, QP_SCALE, save_weights
 
-from . import data as data_mod
-from .config import TrainConfig, load_train_config
-from .degrade import build_clip_cache, clip_patch, jpeg_patch, load_clip
-from streamfix.jpeg import jpeg_roundtrip
+from streamfix.train import data as data_mod
+from streamfix.train.config import TrainConfig, load_train_config
+from streamfix.train.degrade import build_clip_cache, clip_patch, jpeg_patch, load_clip
+from streamfix.core.jpeg import jpeg_roundtrip
 
 
 def get_lr(step: int, cfg: TrainConfig) -> float:

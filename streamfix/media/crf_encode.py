@@ -11,7 +11,7 @@ from typing import BinaryIO
 
 import av
 
-from .planes import reformat
+from streamfix.media.planes import reformat
 
 RATE = 25
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import av
 
-from ..errors import OptionError
+from streamfix.core.errors import OptionError
 
 # Encoders that cannot code an odd width/height with subsampled (4:2:0/4:2:2) chroma:
 # for odd sizes they get the 4:4:4 format of the same bit depth instead.

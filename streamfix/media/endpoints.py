@@ -111,7 +111,7 @@ def timeout_options(source: str, seconds: float) -> dict[str, str]:
 
 def parse_options(pairs: list[str] | tuple[str, ...], flag: str) -> dict[str, str]:
     """["listen=1", "pkt_size=1316"] -> {"listen": "1", "pkt_size": "1316"}."""
-    from ..errors import OptionError
+    from streamfix.core.errors import OptionError
 
     options: dict[str, str] = {}
     for pair in pairs:

@@ -45,11 +45,13 @@ import av
 import numpy as np
 from PIL import Image
 
-from ..errors import InputError
-from ..jpeg import quality_from_tables
-from . import completeness, endpoints, stills
-from .qp import EXPORT_QP_OPTIONS, frame_qp_map
-from .timestamps import Timestamps
+from streamfix.core.errors import InputError
+from streamfix.core.jpeg import quality_from_tables
+from streamfix.media import completeness
+from streamfix.media import endpoints
+from streamfix.media import stills
+from streamfix.media.qp import EXPORT_QP_OPTIONS, frame_qp_map
+from streamfix.media.timestamps import Timestamps
 
 # Seconds to wait for a network source to connect / to send data before giving up.
 NETWORK_TIMEOUT_S = 15.0

@@ -23,9 +23,9 @@ import av
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import InputError
-from ..jpeg import quality_from_tables
-from .planes import array_to_plane, plane_to_array, reformat
+from streamfix.core.errors import InputError
+from streamfix.core.jpeg import quality_from_tables
+from streamfix.media.planes import array_to_plane, plane_to_array, reformat
 
 # Single-image formats routed to PIL; animated/multi-page files go to FFmpeg instead.
 STILL_FORMATS = frozenset({"JPEG", "PNG", "BMP", "TIFF", "WEBP"})

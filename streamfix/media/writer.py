@@ -34,11 +34,12 @@ from pathlib import Path
 
 import av
 
-from ..errors import OutputError
-from . import endpoints, stills
-from .encoding import EncodeConfig, choose_pix_fmt, encoder_options, parse_bitrate
-from .planes import reformat
-from .reader import VideoInfo
+from streamfix.core.errors import OutputError
+from streamfix.media import endpoints
+from streamfix.media import stills
+from streamfix.media.encoding import EncodeConfig, choose_pix_fmt, encoder_options, parse_bitrate
+from streamfix.media.planes import reformat
+from streamfix.media.reader import VideoInfo
 
 # EncodeConfig and the helpers are part of this module's interface.
 __all__ = ["EncodeConfig", "MediaWriter", "check_writable", "choose_pix_fmt", "container_format_for",

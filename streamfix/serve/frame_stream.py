@@ -26,10 +26,10 @@ from typing import Any
 
 import av
 
-from .errors import StreamfixError
-from .media.qp import frame_qp_map
-from .restore import Restorer, Strength
-from .worker_threads import POLL_S
+from streamfix.core.errors import StreamfixError
+from streamfix.media.qp import frame_qp_map
+from streamfix.restore.restorer import Restorer, Strength
+from streamfix.core.threads import POLL_S
 
 _END = object()
 

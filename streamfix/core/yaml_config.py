@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from .errors import OptionError
+from streamfix.core.errors import OptionError
 
 T = TypeVar("T")
 

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from .models import load_model
+from streamfix.core.weights import load_model
 
 POLL_S = 0.1
 
@@ -86,7 +86,7 @@ class SharedEngine:
              max_batch: int = 8, tile: int = 0, engine_configs: Mapping[str, Any] | None = None,
              gather_ms: float = 50.0, log: Callable[[str], None] = print) -> "SharedEngine":
         """Load `model` and choose its engine as the Restorer would."""
-        from .engines.select import choose
+        from streamfix.engines.select import choose
 
         network, info = load_model(model)
         chosen, fallbacks = choose(network, info, engine=engine, device=device, max_batch=max_batch, tile=tile,
@@ -223,9 +223,9 @@ def run_streams(pairs: Sequence[tuple[Any, Any]], config: Any = None, *, max_bat
     `config` is one RunConfig for all (its model, engine, device, batch, ...);
     `max_batch` (default: batch x streams, at most 16) bounds an engine call across
     streams; `metrics_port` serves every stream's metrics on 127.0.0.1."""
-    from .pipeline import Pipeline
-    from .restore import VIDEO_MODEL
-    from .run_config import RunConfig, engine_configs
+    from streamfix.pipeline.pipeline import Pipeline
+    from streamfix.restore.restorer import VIDEO_MODEL
+    from streamfix.pipeline.run_config import RunConfig, engine_configs
 
     config = config or RunConfig()
     max_batch = max_batch or min(16, config.batch * max(1, len(pairs)))
@@ -237,7 +237,7 @@ def run_streams(pairs: Sequence[tuple[Any, Any]], config: Any = None, *, max_bat
                      for i, (source, target) in enumerate(pairs)]
         server = None
         if metrics_port is not None:
-            from .metrics_http import MetricsServer
+            from streamfix.serve.metrics_server import MetricsServer
 
             server = MetricsServer(metrics_port, [p.metrics for p in pipelines])
 

@@ -19,7 +19,7 @@ Three layouts reach the model this way:
 The Restorer holds no threads and no queues: the pipeline, `streamfix eval` and
 embedders call it from whatever thread they like, one at a time (it is not
 thread-safe: give each thread or stream its own Restorer; several Restorers can share
-one engine through streamfix.multistream.SharedEngine). `Restorer.stream()` runs it
+one engine through streamfix.serve.multistream.SharedEngine). `Restorer.stream()` runs it
 on a worker thread with bounded queues (frame_stream.py).
 """
 
@@ -34,11 +34,11 @@ from typing import Any
 import av
 import numpy as np
 
-from . import conditioning
-from .conditioning import model_input, needs_restoring, plane_to_unit, unit_to_plane
-from .media.planes import array_to_plane, bit_depth, plane_to_array, reformat
-from .engines.ensemble import EnsembleEngine
-from .models import ModelInfo, load_model
+from streamfix.restore import conditioning
+from streamfix.restore.conditioning import model_input, needs_restoring, plane_to_unit, unit_to_plane
+from streamfix.media.planes import array_to_plane, bit_depth, plane_to_array, reformat
+from streamfix.engines.ensemble import EnsembleEngine
+from streamfix.core.weights import ModelInfo, load_model
 
 CHROMA_MODES = ("passthrough", "luma_model", "stills")
 JPEG_MODEL = "jpeg-y-blind"
@@ -184,7 +184,7 @@ class Restorer:
     (e.g. a PNG saved from a JPEG); None leaves such frames untouched.
 
     `engine` is a backend name ("auto", "torch", ...) or a ready engine object that
-    also names its model in `info` (a streamfix.multistream.SharedEngine): the
+    also names its model in `info` (a streamfix.serve.multistream.SharedEngine): the
     Restorer then uses that engine and model and leaves the engine's lifetime to its
     owner.
 
@@ -253,7 +253,7 @@ class Restorer:
         if name not in self._loaded and self._given_engine is not None:
             self._loaded[name] = (self._given_engine.info, self._given_engine, [])
         if name not in self._loaded:
-            from .engines.select import choose  # engines pull in heavy optional packages
+            from streamfix.engines.select import choose  # engines pull in heavy optional packages
 
             model, info = load_model(name)
             engine, fallbacks = choose(model, info, engine=self._engine_name, device=self._device,
@@ -305,7 +305,7 @@ class Restorer:
         thread, yielding them in order. At most `max_pending` frames are held at once:
         the iterable is read only as fast as frames are restored (back-pressure). The
         Restorer must not be used by anything else meanwhile."""
-        from .frame_stream import FrameStream
+        from streamfix.serve.frame_stream import FrameStream
 
         with FrameStream(self, max_pending=max_pending) as stream:
             yield from stream.restore_all(frames)

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli_args import non_negative_int, positive_int
+from streamfix.cli.args import non_negative_int, positive_int
 
 
 def add_info(sub: argparse._SubParsersAction) -> None:
@@ -45,9 +45,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     import av
     import torch
 
-    from . import __version__
-    from .engines.select import describe_engines
-    from .models import list_models
+    from streamfix import __version__
+    from streamfix.engines.select import describe_engines
+    from streamfix.core.weights import list_models
 
     cuda = (f"CUDA {torch.version.cuda}, " + ", ".join(torch.cuda.get_device_name(i)
                                                          for i in range(torch.cuda.device_count()))
@@ -99,8 +99,8 @@ def add_engine(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_engine(args: argparse.Namespace) -> int:
-    from .engines.engine_cache import EngineCache, default_cache_dir
-    from .errors import OptionError
+    from streamfix.engines.engine_cache import EngineCache, default_cache_dir
+    from streamfix.core.errors import OptionError
 
     cache_dir = args.cache_dir or default_cache_dir()
     if args.action == "list":
@@ -117,10 +117,10 @@ def cmd_engine(args: argparse.Namespace) -> int:
                   f"{key.get('tensorrt', '?')}, {size}, built {e.get('created', '?')}: {e['file']}")
         return 0
 
-    from .engines.base import EngineUnavailable
-    from .engines.tensorrt_engine import TensorRTConfig, TensorRTEngine, check_available
-    from .engines.trt_shapes import parse_shapes
-    from .models import load_model
+    from streamfix.engines.base import EngineUnavailable
+    from streamfix.engines.tensorrt_engine import TensorRTConfig, TensorRTEngine, check_available
+    from streamfix.engines.trt_shapes import parse_shapes
+    from streamfix.core.weights import load_model
 
     try:
         shapes = tuple(p.strip() for p in args.shapes.split(",") if p.strip())

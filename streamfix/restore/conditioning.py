@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .media.qp import qp_map_to_pixels
-from .models import JPEG_QUALITY_SCALE, QP_SCALE, ModelInfo
+from streamfix.media.qp import qp_map_to_pixels
+from streamfix.core.weights import JPEG_QUALITY_SCALE, QP_SCALE, ModelInfo
 
 # Below this mean QP a frame passes through untouched (which also saves the compute).
 # Measured for the shipped video-x264-qp (27,500 steps) on clips made from held-out

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .config import ConfigError, from_dict, load_yaml
-from .media.writer import EncodeConfig
+from streamfix.core.yaml_config import ConfigError, from_dict, load_yaml
+from streamfix.media.writer import EncodeConfig
 
 ENGINES = ("auto", "torch", "onnxruntime", "tensorrt")
 
@@ -81,7 +81,7 @@ class OutputConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LiveConfig:
-    """Live mode: frames restored only where they make their deadline (streamfix/live.py)."""
+    """Live mode: frames restored only where they make their deadline (streamfix/pipeline/live.py)."""
 
     mode: Literal["auto", "on", "off"] = "auto"  # auto: on for pipes and network inputs
     # Most time a frame may spend between decoding and encoding; frames the model
@@ -169,6 +169,6 @@ def with_overrides(config: RunConfig, **changes: Any) -> RunConfig:
 
 def engine_configs(config: RunConfig) -> dict[str, Any]:
     """The `engines:` mapping as each backend's config dataclass (checked strictly)."""
-    from .engines.select import engine_config
+    from streamfix.engines.select import engine_config
 
     return {name: engine_config(name, data, f"engines.{name}") for name, data in config.engines.items()}

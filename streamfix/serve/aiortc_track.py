@@ -1,6 +1,6 @@
 """WebRTC with aiortc: a video track that restores the frames of another track.
 
-    from streamfix.aiortc_track import RestoredVideoTrack
+    from streamfix.serve.aiortc_track import RestoredVideoTrack
     pc.addTrack(RestoredVideoTrack(remote_video_track, assume_qp=36))
 
 Needs the optional extra: `pip install "streamfix[webrtc]"`.
@@ -33,9 +33,9 @@ from typing import Any
 import av
 from aiortc import MediaStreamTrack
 
-from .live import LiveTiming
-from .media.qp import frame_qp_map
-from .restore import VIDEO_MODEL, Restorer, Strength
+from streamfix.pipeline.live import LiveTiming
+from streamfix.media.qp import frame_qp_map
+from streamfix.restore.restorer import VIDEO_MODEL, Restorer, Strength
 
 
 class RestoredVideoTrack(MediaStreamTrack):

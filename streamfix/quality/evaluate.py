@@ -26,13 +26,13 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .errors import InputError, OptionError
-from .jpeg import load_luma
-from .media.crf_encode import encode_at_crf
-from .media.planes import plane_to_array, reformat
-from .media.reader import DecodedFrame, MediaReader
-from .metrics import all_metrics
-from .restore import Restorer
+from streamfix.core.errors import InputError, OptionError
+from streamfix.core.jpeg import load_luma
+from streamfix.media.crf_encode import encode_at_crf
+from streamfix.media.planes import plane_to_array, reformat
+from streamfix.media.reader import DecodedFrame, MediaReader
+from streamfix.quality.measures import all_metrics
+from streamfix.restore.restorer import Restorer
 
 IMAGE_SUFFIXES = {".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff"}
 METRICS = ("psnr", "ssim", "psnr_b")

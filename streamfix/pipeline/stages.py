@@ -23,7 +23,7 @@ The config lists stages in order, restore first:
       - {type: "mypackage.filters:Sharpen", amount: 0.3}
 
 `type` is a built-in name, an import path "module:Class", or the name of an entry
-point in the `streamfix.stages` group (how installed plugins register themselves).
+point in the `streamfix.pipeline.stages` group (how installed plugins register themselves).
 The remaining keys are passed to the class as keyword arguments.
 """
 
@@ -39,12 +39,12 @@ from typing import Any, Protocol, runtime_checkable
 
 import av
 
-from .config import ConfigError, from_dict
-from .live import InferenceEstimate, LiveTiming
-from .media.planes import reformat
-from .restore import Restorer
+from streamfix.core.yaml_config import ConfigError, from_dict
+from streamfix.pipeline.live import InferenceEstimate, LiveTiming
+from streamfix.media.planes import reformat
+from streamfix.restore.restorer import Restorer
 
-ENTRY_POINT_GROUP = "streamfix.stages"
+ENTRY_POINT_GROUP = "streamfix.pipeline.stages"
 
 
 @dataclass(frozen=True, slots=True)

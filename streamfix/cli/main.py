@@ -13,9 +13,9 @@ import sys
 import traceback
 from pathlib import Path
 
-from .cli_args import non_negative_int, port, positive_float, positive_int
-from .cli_machine import add_engine, add_info, cmd_engine, cmd_info
-from .errors import OutputError, StreamfixError
+from streamfix.cli.args import non_negative_int, port, positive_float, positive_int
+from streamfix.cli.machine import add_engine, add_info, cmd_engine, cmd_info
+from streamfix.core.errors import OutputError, StreamfixError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,14 +36,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train.train import main as train_main
+    from streamfix.train.train import main as train_main
 
     train_main(str(args.config), out_dir=args.out_dir, steps=args.steps, threads=args.threads)
     return 0
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
-    from .run_config import ENGINES
+    from streamfix.pipeline.run_config import ENGINES
 
     p = sub.add_parser("run", help="restore a video or image file, a pipe or a network stream",
                        description="Remove compression artifacts from INPUT and write OUTPUT (the container "
@@ -107,8 +107,8 @@ def _write_stats(path: Path | None, result) -> None:
 
 
 def _run_config(args: argparse.Namespace):
-    from .media.endpoints import parse_options
-    from .run_config import load_run_config, with_overrides
+    from streamfix.media.endpoints import parse_options
+    from streamfix.pipeline.run_config import load_run_config, with_overrides
 
     config = load_run_config(args.config)
     input_options = {**config.input.options, **parse_options(args.input_option, "--input-option")}
@@ -147,7 +147,7 @@ def _stop_on_sigterm() -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .pipeline import Pipeline, PipelineError, PipelineInterrupted
+    from streamfix.pipeline.pipeline import Pipeline, PipelineError, PipelineInterrupted
 
     if args.stats is not None and not args.stats.parent.is_dir():
         raise OutputError(f"{args.stats}: the directory for the stats file does not exist; create it first")
@@ -157,7 +157,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     pipeline = Pipeline(args.input, target, config, quiet=args.quiet)
     server = None
     if args.metrics_port is not None:
-        from .metrics_http import MetricsServer
+        from streamfix.serve.metrics_server import MetricsServer
 
         server = MetricsServer(args.metrics_port, [pipeline.metrics])
     try:
@@ -189,7 +189,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    from .benchmarks.bench import add_arguments
+    from streamfix.benchmarks.bench import add_arguments
 
     p = sub.add_parser("bench", help="measure engine and pipeline speed on this machine",
                        description="Frames per second of each engine (model only) at 480p and 720p, "
@@ -198,7 +198,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .benchmarks.bench import config_from_args, run
+    from streamfix.benchmarks.bench import config_from_args, run
 
     # Progress on stderr, the markdown report on stdout (so it can be redirected).
     print(run(config_from_args(args), log=lambda line: print(line, file=sys.stderr, flush=True)))
@@ -225,7 +225,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import VideoSetting, evaluate
+    from streamfix.quality.evaluate import VideoSetting, evaluate
 
     options = {"model": args.model, "engine": args.engine}
     if args.chroma:

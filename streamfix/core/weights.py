@@ -25,11 +25,11 @@ from typing import Any
 
 import torch
 
-from .errors import StreamfixError
-from .model import CARDRN, ModelArgs, fold_batchnorm
+from streamfix.core.errors import StreamfixError
+from streamfix.core.network import CARDRN, ModelArgs, fold_batchnorm
 
 FORMAT = "streamfix-weights/1"
-WEIGHTS_DIR = Path(__file__).with_name("weights")
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"  # streamfix/weights (package data)
 
 # Conditioning planes and what they hold. Values are scaled to about [0, 1].
 CONDITIONINGS = {

@@ -52,19 +52,19 @@ from typing import Any
 
 import av
 
-from .batching import Batch, Batcher
-from .errors import StreamfixError
-from .live import LiveTiming
-from .media import endpoints
-from .media.reader import DecodedFrame, MediaReader
-from .media.writer import MediaWriter, check_writable
-from .progress import Progress, make_progress
-from .restore import Restorer
-from .run_config import RunConfig, engine_configs
-from .run_result import PipelineError, PipelineInterrupted, RunResult
-from .stages import BatchContext, build_stages
-from .stream_metrics import StreamMetrics, stage_stats
-from .worker_threads import END, POLL_S, Control, Failure, Stopped, Worker
+from streamfix.pipeline.batching import Batch, Batcher
+from streamfix.core.errors import StreamfixError
+from streamfix.pipeline.live import LiveTiming
+from streamfix.media import endpoints
+from streamfix.media.reader import DecodedFrame, MediaReader
+from streamfix.media.writer import MediaWriter, check_writable
+from streamfix.pipeline.progress import Progress, make_progress
+from streamfix.restore.restorer import Restorer
+from streamfix.pipeline.run_config import RunConfig, engine_configs
+from streamfix.pipeline.run_result import PipelineError, PipelineInterrupted, RunResult
+from streamfix.pipeline.stages import BatchContext, build_stages
+from streamfix.pipeline.counters import StreamMetrics, stage_stats
+from streamfix.core.threads import END, POLL_S, Control, Failure, Stopped, Worker
 
 
 
@@ -77,7 +77,7 @@ class Pipeline:
     open PyAV input container. `target`: a file, `-` (stdout), `pipe:N`, a URL or a
     binary file-like object (pipes and file-like objects need `config.output.format`).
     `stages` replaces the config's stage list with ready-made stage objects (an
-    embedder's own); `engine` is a shared engine object (streamfix.multistream) for
+    embedder's own); `engine` is a shared engine object (streamfix.serve.multistream) for
     the restore stage instead of one of its own; `progress` replaces the bar/lines
     reporter; `log` receives the one-line messages (engine choice, fallbacks, why a
     live input ended) instead of the reporter; `name` labels the metrics.
@@ -398,7 +398,7 @@ def run(source: Any, target: Any, config: RunConfig | None = None, *,
     source) an open PyAV input container (see Pipeline). `overrides` are RunConfig
     fields applied over `config`: model=..., batch=..., and sections as dicts, e.g.
     output={"format": "mpegts"}, live={"max_latency_ms": 500}, input={"timeout_s": 5}."""
-    from .run_config import with_overrides
+    from streamfix.pipeline.run_config import with_overrides
 
     config = with_overrides(config or RunConfig(), **overrides)
     return Pipeline(source, target, config, quiet=quiet).run()

@@ -21,7 +21,7 @@ from typing import Protocol, TextIO
 
 from tqdm import tqdm
 
-from .run_config import ProgressConfig
+from streamfix.pipeline.run_config import ProgressConfig
 
 
 class Progress(Protocol):

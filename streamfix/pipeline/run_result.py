@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import StreamfixError
+from streamfix.core.errors import StreamfixError
 
 
 class PipelineError(StreamfixError):

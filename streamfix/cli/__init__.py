@@ -1,0 +1,1 @@
+"""The `streamfix` command: argument parsing only; every command calls the public API."""

@@ -1,0 +1,2 @@
+"""Measuring restoration: PSNR, SSIM and PSNR-B (measures.py, pure NumPy) and
+`streamfix eval` (evaluate.py)."""

@@ -40,6 +40,7 @@ from typing import Any, Callable, Literal
 
 from filelock import FileLock, Timeout
 
+from streamfix.engines.devices import cache_root
 from streamfix.engines.trt_shapes import ShapeProfile
 
 FORMAT = "streamfix-trt-engine/1"
@@ -49,8 +50,7 @@ LOCK_TIMEOUT_S = 3600.0
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "streamfix" / "tensorrt"
+    return cache_root() / "tensorrt"
 
 
 def slug(text: str) -> str:

@@ -126,12 +126,6 @@ def onnx_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def default_cache_dir() -> Path:
-    """Per-user cache of generated files: $XDG_CACHE_HOME/streamfix or ~/.cache/streamfix."""
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "streamfix"
-
-
 def model_sha256(model: CARDRN) -> str:
     """Hex sha256 of a model's architecture and BN-folded parameters.
 

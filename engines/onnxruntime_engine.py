@@ -17,11 +17,13 @@ from typing import Literal
 
 import numpy as np
 
+from streamfix.core.errors import OptionError
 from streamfix.core.network import CARDRN
 from streamfix.core.weights import ModelInfo
 
 from streamfix.engines.base import EngineUnavailable
-from streamfix.engines.onnx_export import INPUT_NAME, OUTPUT_NAME, cached_onnx, default_cache_dir
+from streamfix.engines import devices
+from streamfix.engines.onnx_export import INPUT_NAME, OUTPUT_NAME, cached_onnx
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
@@ -64,24 +66,20 @@ def _import_onnxruntime():
 
 
 def resolve_device(device: str) -> str:
-    """"auto" -> "cuda:0" when both ONNX Runtime and PyTorch can use a GPU, else "cpu"."""
-    if device == "auto":
-        import torch
-
-        ort = _import_onnxruntime()
-        has_cuda = CUDA_PROVIDER in ort.get_available_providers() and torch.cuda.is_available()
-        return "cuda:0" if has_cuda else "cpu"
-    return "cuda:0" if device == "cuda" else device
+    """The device for ONNX Runtime: "auto" needs its CUDA provider too (engines/devices.py)."""
+    return devices.resolve_device(
+        device, backend_gpu=lambda: CUDA_PROVIDER in _import_onnxruntime().get_available_providers())
 
 
 def check_available(config: OnnxRuntimeConfig) -> None:
     """Raise EngineUnavailable when ONNX Runtime cannot run on `config.device` here."""
     ort = _import_onnxruntime()
-    device = resolve_device(config.device)
+    try:
+        device = resolve_device(config.device)
+    except OptionError as exc:  # an unknown name: this backend cannot run there
+        raise EngineUnavailable(str(exc)) from None
     if device == "cpu":
         return
-    if not device.startswith("cuda"):
-        raise EngineUnavailable(f"unknown device {config.device!r}: use auto, cpu, cuda or cuda:N")
     if CUDA_PROVIDER not in ort.get_available_providers():
         raise EngineUnavailable(
             f"onnxruntime {ort.__version__} has no CUDA provider (a CPU-only package); "
@@ -115,7 +113,7 @@ class OnnxRuntimeEngine:
 
     def __enter__(self) -> "OnnxRuntimeEngine":
         ort = _import_onnxruntime()
-        cache_dir = self.config.cache_dir or default_cache_dir() / "onnx"
+        cache_dir = self.config.cache_dir or devices.cache_root() / "onnx"
         self.onnx_path = cached_onnx(self._model, self.info.name, cache_dir, fp16=self.fp16, opset=self.config.opset)
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.config.threads

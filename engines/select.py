@@ -29,10 +29,12 @@ from typing import Any, Callable, Mapping
 
 from streamfix.core.yaml_config import ConfigError, from_dict
 from streamfix.core.errors import OptionError
+from streamfix.core.options import BACKEND_NAMES, ENGINE_NAMES
 from streamfix.core.network import CARDRN
 from streamfix.core.weights import ModelInfo
 
 from streamfix.engines.base import Engine, EngineUnavailable, Fallback
+from streamfix.engines.devices import resolve_device
 from streamfix.engines.tiling import TiledEngine, TilingConfig, max_pixels_for, receptive_radius
 
 
@@ -58,20 +60,8 @@ BACKENDS: dict[str, Backend] = {
         "pip install torch",
     ),
 }
-AUTO_ORDER = ("tensorrt", "onnxruntime", "torch")
-ENGINE_NAMES = ("auto", *BACKENDS)
-
-
-def resolve_device(device: str) -> str:
-    """"auto" -> "cuda" when PyTorch sees an NVIDIA GPU, else "cpu"; checks the name."""
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    kind, _, index = device.partition(":")
-    if device == "cpu" or (kind == "cuda" and (not index or index.isdigit())):
-        return device
-    raise OptionError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
+AUTO_ORDER = BACKEND_NAMES  # core/options.py lists them in the order auto tries them
+assert set(BACKENDS) == set(BACKEND_NAMES), "core/options.py and BACKENDS must name the same engines"
 
 
 def _one_line(message: str) -> str:

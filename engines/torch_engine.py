@@ -7,13 +7,16 @@ resort: it needs nothing beyond the `torch` that streamfix already depends on.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 import torch
 
+from streamfix.core.errors import OptionError
 from streamfix.core.network import CARDRN, fold_batchnorm
 from streamfix.core.weights import ModelInfo
 
 from streamfix.engines.base import EngineUnavailable
+from streamfix.engines.devices import resolve_device
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,22 +41,14 @@ class TorchConfig:
             raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
 
 
-def resolve_device(device: str) -> str:
-    """"auto" -> "cuda:0" when PyTorch sees a GPU, else "cpu"; "cuda" -> "cuda:0"."""
-    if device == "auto":
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        return "cuda:0"
-    return device
-
-
 def check_available(config: TorchConfig) -> None:
     """Raise EngineUnavailable when `config.device` cannot be used here."""
-    device = resolve_device(config.device)
+    try:
+        device = resolve_device(config.device)
+    except OptionError as exc:  # an unknown name: this backend cannot run there
+        raise EngineUnavailable(str(exc)) from None
     if device == "cpu":
         return
-    if not device.startswith("cuda"):
-        raise EngineUnavailable(f"unknown device {config.device!r}: use auto, cpu, cuda or cuda:N")
     if not torch.cuda.is_available():
         build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
         raise EngineUnavailable(

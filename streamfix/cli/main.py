@@ -16,6 +16,7 @@ from pathlib import Path
 from streamfix.cli.args import non_negative_int, port, positive_float, positive_int
 from streamfix.cli.machine import add_engine, add_info, cmd_engine, cmd_info
 from streamfix.core.errors import OutputError, StreamfixError
+from streamfix.core.options import CHROMA_MODES, ENGINE_NAMES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,8 +44,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
-    from streamfix.pipeline.run_config import ENGINES
-
     p = sub.add_parser("run", help="restore a video or image file, a pipe or a network stream",
                        description="Remove compression artifacts from INPUT and write OUTPUT (the container "
                                    "or image format comes from OUTPUT's suffix, or --format). Audio and "
@@ -55,11 +54,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("output", help="file to write (.mp4, .mkv, .ts, .png, ...), '-' (stdout) or a URL")
     p.add_argument("--config", type=Path, help="run config (YAML), e.g. configs/fast-cpu.yaml")
     p.add_argument("--model", help="bundled model name or weights file (default: chosen per input)")
-    p.add_argument("--engine", choices=ENGINES, help="inference backend (default: auto)")
+    p.add_argument("--engine", choices=ENGINE_NAMES, help="inference backend (default: auto)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch", type=positive_int, help="frames per engine call")
     p.add_argument("--tile", type=non_negative_int, help="tile side in pixels (0: whole frames)")
-    p.add_argument("--chroma", choices=("passthrough", "luma_model", "stills"), help="how chroma planes are treated (default: stills)")
+    p.add_argument("--chroma", choices=CHROMA_MODES, help="how chroma planes are treated (default: stills)")
     p.add_argument("--jpeg-quality", type=positive_int, help="JPEG quality to assume for inputs without one")
     p.add_argument("--codec", help="video encoder, e.g. libx264, libx265, ffv1")
     p.add_argument("--crf", type=non_negative_int, help="encoder quality (x264: 0-51, lower is better)")
@@ -219,8 +218,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--setting", nargs="+", default=[], metavar="CODEC[:PRESET]:CRF",
                    help="encodings for --video, e.g. libx264:40 libx265:medium:40")
     p.add_argument("--model", help="model name or weights file (default: chosen per input, as in `run`)")
-    p.add_argument("--engine", default="auto", choices=["auto", "torch", "onnxruntime", "tensorrt"])
-    p.add_argument("--chroma", choices=["passthrough", "luma_model", "stills"], help="what to do with colour planes")
+    p.add_argument("--engine", default="auto", choices=ENGINE_NAMES)
+    p.add_argument("--chroma", choices=CHROMA_MODES, help="what to do with colour planes")
     p.add_argument("--out", type=Path, default=Path("eval-out"), help="output folder (default: eval-out)")
 
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from streamfix.core.options import BACKEND_NAMES, ChromaMode, EngineName, EnsembleMode
 from streamfix.core.yaml_config import ConfigError, from_dict, load_yaml
 from streamfix.media.writer import EncodeConfig
-
-ENGINES = ("auto", "torch", "onnxruntime", "tensorrt")
 
 
 def _restore_only() -> tuple[dict[str, Any], ...]:
@@ -98,7 +97,7 @@ class RunConfig:
     # A bundled model name or a weights file; null picks one per input (JPEG model
     # for JPEG/MJPEG and stills, the QP-conditioned video model otherwise).
     model: str | None = None
-    engine: Literal["auto", "torch", "onnxruntime", "tensorrt"] = "auto"
+    engine: EngineName = "auto"
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     batch: int = 4  # frames per engine call
     # A partial batch waits at most this long for more frames, so batching never
@@ -108,10 +107,10 @@ class RunConfig:
     # passthrough: chroma copied unchanged; luma_model: chroma planes restored by the
     # luma model too.
     # stills: luma_model for still pictures, passthrough for video (benchmarks/chroma.md).
-    chroma: Literal["passthrough", "luma_model", "stills"] = "stills"
+    chroma: ChromaMode = "stills"
     # Self-ensemble (average over the 8 flips/rotations): +0.1 dB for 8x the compute.
     # stills: still pictures only; always; never.
-    ensemble: Literal["stills", "always", "never"] = "stills"
+    ensemble: EnsembleMode = "stills"
     # JPEG quality assumed for inputs that carry none (a PNG saved from a JPEG);
     # null leaves such inputs untouched.
     jpeg_quality: int | None = None
@@ -134,9 +133,9 @@ class RunConfig:
             raise ValueError(f"tile must be 0 (automatic) or a positive size, got {self.tile}")
         if self.jpeg_quality is not None and not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be between 1 and 100, got {self.jpeg_quality}")
-        unknown = sorted(set(self.engines) - set(ENGINES[1:]))
+        unknown = sorted(set(self.engines) - set(BACKEND_NAMES))
         if unknown:
-            raise ValueError(f"engines: unknown engine {unknown[0]!r} (known: {', '.join(ENGINES[1:])})")
+            raise ValueError(f"engines: unknown engine {unknown[0]!r} (known: {', '.join(BACKEND_NAMES)})")
         for i, spec in enumerate(self.stages):
             if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
                 raise ValueError(f"stages[{i}] needs a 'type', e.g. {{type: restore}}")

@@ -34,19 +34,18 @@ from typing import Any
 import av
 import numpy as np
 
+from streamfix.core.options import CHROMA_MODES, ENSEMBLE_MODES
 from streamfix.restore import conditioning
 from streamfix.restore.conditioning import model_input, needs_restoring, plane_to_unit, unit_to_plane
 from streamfix.media.planes import array_to_plane, bit_depth, plane_to_array, reformat
 from streamfix.engines.ensemble import EnsembleEngine
 from streamfix.core.weights import ModelInfo, load_model
 
-CHROMA_MODES = ("passthrough", "luma_model", "stills")
 JPEG_MODEL = "jpeg-y-blind"
 VIDEO_MODEL = "video-x264-qp"
 # Decoders whose frames are JPEG images: their artifacts are JPEG's 8x8 blocks and
 # their strength is the quantization table, which the JPEG model is conditioned on.
 JPEG_CODECS = frozenset({"mjpeg", "jpeg", "jpegls"})
-ENSEMBLE_MODES = ("stills", "always", "never")
 COLOUR_FIELDS = ("color_range", "colorspace", "color_primaries", "color_trc")
 
 

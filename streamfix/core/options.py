@@ -1,0 +1,25 @@
+"""The names a user may give for each choice, in one place.
+
+The run config (Literal types, checked when YAML is loaded), the command line
+(`choices=`), the Restorer and the engine selection all read them from here, so a
+new engine or mode is added once. Kept free of heavy imports: the CLI reads these
+before anything else is loaded.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+# `auto` tries the backends in this order and takes the first that works here.
+EngineName = Literal["auto", "tensorrt", "onnxruntime", "torch"]
+ENGINE_NAMES: tuple[str, ...] = get_args(EngineName)
+BACKEND_NAMES: tuple[str, ...] = ENGINE_NAMES[1:]
+
+# passthrough: chroma copied unchanged; luma_model: chroma planes restored by the
+# luma model too; stills: luma_model for still pictures, passthrough for video.
+ChromaMode = Literal["passthrough", "luma_model", "stills"]
+CHROMA_MODES: tuple[str, ...] = get_args(ChromaMode)
+
+# Self-ensemble (8 flips/rotations averaged): stills only, always, or never.
+EnsembleMode = Literal["stills", "always", "never"]
+ENSEMBLE_MODES: tuple[str, ...] = get_args(EnsembleMode)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from streamfix.core.options import BACKEND_NAMES, ChromaMode, EngineName, EnsembleMode
 from streamfix.core.yaml_config import ConfigError, from_dict, load_yaml

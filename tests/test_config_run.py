@@ -8,7 +8,8 @@ import pytest
 
 from streamfix.core.yaml_config import ConfigError, load_yaml, to_dict
 from streamfix.pipeline.run_config import RunConfig, load_run_config, with_overrides
-from streamfix.pipeline.stages import RestoreStage, ScaleStage, build_stages
+from streamfix.pipeline.restore_stage import RestoreStage
+from streamfix.pipeline.stages import ScaleStage, build_stages
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PRESETS = sorted(p for p in CONFIGS.glob("*.yaml"))
@@ -22,7 +23,7 @@ def test_default_yaml_equals_the_dataclass_defaults():
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)
 def test_every_preset_loads_and_builds_its_stages(path):
     config = load_run_config(path)
-    stages = build_stages(config.stages, lambda: None)
+    stages = build_stages(config.stages, lambda: RestoreStage(None))  # type: ignore[arg-type]
     assert stages and all(hasattr(s, "process") for s in stages)
 
 
@@ -71,7 +72,7 @@ def test_overrides_are_validated_like_the_file():
 
 
 def test_stage_list_builds_restore_and_scale():
-    stages = build_stages([{"type": "restore"}, {"type": "scale", "width": 32}], lambda: "restorer")
+    stages = build_stages([{"type": "restore"}, {"type": "scale", "width": 32}], lambda: RestoreStage("restorer"))
     assert isinstance(stages[0], RestoreStage) and stages[0].restorer == "restorer"
     assert isinstance(stages[1], ScaleStage) and stages[1].options.width == 32
 

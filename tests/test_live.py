@@ -13,7 +13,8 @@ import mediagen as mg
 from streamfix.pipeline.batching import Batcher
 from streamfix.pipeline.live import DeadlineClock, InferenceEstimate, LiveTiming
 from streamfix.media.reader import DecodedFrame
-from streamfix.pipeline.stages import BatchContext, RestoreStage
+from streamfix.pipeline.restore_stage import RestoreStage
+from streamfix.pipeline.stages import BatchContext
 
 
 def test_deadline_is_presentation_time_on_the_wall_clock_plus_the_budget():

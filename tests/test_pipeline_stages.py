@@ -9,7 +9,8 @@ import pytest
 from mediagen import make_frame
 from streamfix.media.reader import DecodedFrame, VideoInfo
 from streamfix.restore.restorer import Restorer
-from streamfix.pipeline.stages import BatchContext, RestoreStage, ScaleStage, Stage
+from streamfix.pipeline.restore_stage import RestoreStage
+from streamfix.pipeline.stages import BatchContext, ScaleStage, Stage
 
 
 def video_info(width: int = 64, height: int = 48) -> VideoInfo:

@@ -156,8 +156,13 @@ class RecordingEngine:
 
 @pytest.fixture
 def recording(monkeypatch):
+    """The recording engine behind the wrapper that select.choose puts around every
+    backend (engines/tiling.py), which alone splits batches into engine calls."""
+    from streamfix.engines.tiling import TiledEngine
+
     engine = RecordingEngine()
-    monkeypatch.setattr("streamfix.engines.select.choose", lambda *a, **k: (engine, []))
+    monkeypatch.setattr("streamfix.engines.select.choose",
+                        lambda *a, **k: (TiledEngine(engine, max_batch=k["max_batch"]), []))
     return engine
 
 

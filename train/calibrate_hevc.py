@@ -10,7 +10,7 @@ doubles every 6), so the estimate feeds the same conditioning plane.
     python -m streamfix.train.calibrate_hevc ../shared/data/train [--clips 150]
 
 prints the coefficients and the estimate's error; they are copied into
-streamfix/restore/conditioning.py (HEVC_QP_FIT).
+streamfix/restore/strength.py (HEVC_I_FIT).
 """
 
 from __future__ import annotations

@@ -62,6 +62,7 @@ from streamfix.pipeline.progress import Progress, make_progress
 from streamfix.restore.restorer import Restorer
 from streamfix.pipeline.run_config import RunConfig, engine_configs
 from streamfix.pipeline.run_result import PipelineError, PipelineInterrupted, RunResult
+from streamfix.pipeline.restore_stage import RestoreStage
 from streamfix.pipeline.stages import BatchContext, build_stages
 from streamfix.pipeline.counters import StreamMetrics, stage_stats
 from streamfix.core.threads import END, POLL_S, Control, Failure, Stopped, Worker
@@ -121,7 +122,7 @@ class Pipeline:
         """Restore the whole input. Setup problems (input, output, model, engine,
         encoder) raise their own one-line errors before any thread starts; a stage
         failing later raises PipelineError; Ctrl-C raises PipelineInterrupted."""
-        stages = self._stages if self._stages is not None else build_stages(self.config.stages, self._make_restorer)
+        stages = self._stages if self._stages is not None else build_stages(self.config.stages, lambda: RestoreStage(self._make_restorer()))
         if isinstance(self.target, Path):
             check_writable(self.target, self.source if isinstance(self.source, (str, Path)) else None)
         start = time.perf_counter()

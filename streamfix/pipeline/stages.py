@@ -23,7 +23,7 @@ The config lists stages in order, restore first:
       - {type: "mypackage.filters:Sharpen", amount: 0.3}
 
 `type` is a built-in name, an import path "module:Class", or the name of an entry
-point in the `streamfix.pipeline.stages` group (how installed plugins register themselves).
+point in the `streamfix.stages` group (how installed plugins register themselves).
 The remaining keys are passed to the class as keyword arguments.
 """
 
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -40,11 +39,9 @@ from typing import Any, Protocol, runtime_checkable
 import av
 
 from streamfix.core.yaml_config import ConfigError, from_dict
-from streamfix.pipeline.live import InferenceEstimate, LiveTiming
 from streamfix.media.planes import reformat
-from streamfix.restore.restorer import Restorer
 
-ENTRY_POINT_GROUP = "streamfix.pipeline.stages"
+ENTRY_POINT_GROUP = "streamfix.stages"  # public: plugins register under this name
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,68 +68,6 @@ class Stage(Protocol):
     def process(self, frames: list[av.VideoFrame], context: BatchContext) -> list[av.VideoFrame]: ...
 
     def close(self) -> None: ...
-
-
-class RestoreStage:
-    """Compression-artifact removal: the Restorer as a stage.
-
-    With a deadline, only as many frames are restored as the running estimate of
-    inference time says will be done before it; the rest of the batch passes through
-    unrestored (counted as passed through and as `late`): in live use, late restored
-    frames are worse than none. The first frames get restored, the later ones pass:
-    either way the whole batch leaves together.
-    """
-
-    name = "restore"
-
-    def __init__(self, restorer: Restorer, clock: Callable[[], float] = time.monotonic) -> None:
-        self.restorer = restorer
-        self._clock = clock
-        self._engine: dict[str, Any] = {}
-        self._size: tuple[int, int] | None = None
-        self.estimate = InferenceEstimate()
-        self.late = 0
-
-    def open(self, video: Any) -> Any:
-        info = self.restorer.prepare(video)
-        self._size = (video.width, video.height)
-        engine = self.restorer.engine
-        # Kept here because the restorer forgets its engine when it closes.
-        self._engine = {"model": info.name, "engine": engine.name, "device": engine.device,
-                        "fallbacks": [str(f) for f in self.restorer.fallbacks]}
-        return video
-
-    def go_live(self, timing: LiveTiming) -> None:
-        """Share the live estimate and seed it: the first engine call is slow (memory
-        allocation, kernel choice), so it runs now, and the second one is measured."""
-        self.estimate = timing.estimate
-        if self._size is not None:
-            self.restorer.warm_up(*self._size)
-            self.estimate.record(self.restorer.warm_up(*self._size), 1)
-
-    def process(self, frames: list[av.VideoFrame], context: BatchContext) -> list[av.VideoFrame]:
-        fits = len(frames)
-        if context.deadline is not None:
-            fits = self.estimate.frames_within(context.deadline - self._clock(), len(frames))
-        # Side data describes the decoded frames; an earlier stage may have replaced
-        # them (same count, same order), so the strengths are read from `decoded`.
-        strengths = [self.restorer.strength_of(d) for d in context.decoded[:fits]]
-        before, start = self.restorer.restored, time.perf_counter()
-        restored = self.restorer.restore_frames(frames[:fits], strengths)
-        self.estimate.record(time.perf_counter() - start, self.restorer.restored - before)
-        late = len(frames) - fits
-        if late:
-            self.estimate.relax()
-        self.late += late
-        self.restorer.passed_through += late
-        return restored + list(frames[fits:])
-
-    def close(self) -> None:
-        self.restorer.close()
-
-    def stats(self) -> dict[str, Any]:
-        return {**self._engine, "restored": self.restorer.restored,
-                "passed_through": self.restorer.passed_through, "late": self.late}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -219,8 +154,10 @@ def _stage_class(kind: str) -> Any:
                       f"'module:Class', or an installed '{ENTRY_POINT_GROUP}' entry point")
 
 
-def build_stage(spec: dict[str, Any], make_restorer: Callable[[], Restorer], where: str = "stages") -> Any:
-    """One stage from its config mapping ({type: ..., options...})."""
+def build_stage(spec: dict[str, Any], make_restore_stage: Callable[[], Any], where: str = "stages") -> Any:
+    """One stage from its config mapping ({type: ..., options...}). The restore stage
+    is made by `make_restore_stage` (the pipeline knows the Restorer; this module
+    knows only the stage protocol)."""
     options = dict(spec)
     kind = options.pop("type", None)
     if not isinstance(kind, str):
@@ -229,7 +166,7 @@ def build_stage(spec: dict[str, Any], make_restorer: Callable[[], Restorer], whe
         if options:
             raise ConfigError(f"{where}: the restore stage takes no options here (unknown key "
                               f"{sorted(options)[0]!r}); set model, engine, batch, ... at the top level")
-        return RestoreStage(make_restorer())
+        return make_restore_stage()
     cls = _stage_class(kind)
     try:
         stage = cls(**options)
@@ -242,5 +179,5 @@ def build_stage(spec: dict[str, Any], make_restorer: Callable[[], Restorer], whe
     return stage
 
 
-def build_stages(specs: Sequence[dict[str, Any]], make_restorer: Callable[[], Restorer]) -> list[Any]:
-    return [build_stage(spec, make_restorer, f"stages[{i}]") for i, spec in enumerate(specs)]
+def build_stages(specs: Sequence[dict[str, Any]], make_restore_stage: Callable[[], Any]) -> list[Any]:
+    return [build_stage(spec, make_restore_stage, f"stages[{i}]") for i, spec in enumerate(specs)]

@@ -36,6 +36,7 @@ import numpy as np
 
 from streamfix.core.options import CHROMA_MODES, ENSEMBLE_MODES
 from streamfix.restore import conditioning
+from streamfix.restore.strength import StreamStrength, Strength, strength_of_frame
 from streamfix.restore.conditioning import model_input, needs_restoring, plane_to_unit, unit_to_plane
 from streamfix.media.planes import array_to_plane, bit_depth, plane_to_array, reformat
 from streamfix.engines.ensemble import EnsembleEngine
@@ -55,15 +56,6 @@ def choose_model(video: Any) -> str:
     if video.codec_name in JPEG_CODECS or getattr(video, "is_still", False):
         return JPEG_MODEL
     return VIDEO_MODEL
-
-
-@dataclass(frozen=True, slots=True)
-class Strength:
-    """What the bitstream says about one frame's compression (any may be unknown)."""
-
-    qp_map: np.ndarray | None = None
-    frame_qp: float | None = None
-    jpeg_quality: int | None = None
 
 
 @dataclass(slots=True)
@@ -221,7 +213,7 @@ class Restorer:
         self._current: str | None = None
         # Decoders without a QP map (HEVC) get a frame QP estimated from frame sizes;
         # others (VP9, AV1, ...) carry no strength and pass through unrestored.
-        self._qp_estimator: conditioning.FrameQpEstimator | None = None
+        self._strengths = StreamStrength()
         self._warned_unknown = False
         self.restored = 0
         self.passed_through = 0
@@ -242,7 +234,7 @@ class Restorer:
 
     def prepare(self, video: Any) -> ModelInfo:
         """Pick (and load) the model for an input described by a VideoInfo."""
-        self._qp_estimator = conditioning.qp_estimator_for(video.codec_name)
+        self._strengths = StreamStrength(video.codec_name)
         self._chroma_now = self.chroma == "luma_model" or (self.chroma == "stills" and bool(getattr(video, "is_still", False)))
         self._ensemble_now = self.ensemble == "always" or (self.ensemble == "stills" and bool(getattr(video, "is_still", False)))
         self._current = str(self._choice) if self._choice is not None else choose_model(video)
@@ -313,20 +305,18 @@ class Restorer:
 
     def restore(self, frame: av.VideoFrame, *, qp_map: np.ndarray | None = None,
                 frame_qp: float | None = None, jpeg_quality: int | None = None) -> av.VideoFrame:
-        """One frame, restored (or the same frame when there is nothing to restore)."""
-        return self.restore_frames([frame], [Strength(qp_map, frame_qp, jpeg_quality)])[0]
+        """One frame, restored (or the same frame when there is nothing to restore).
+        Without a `qp_map`, the one in the frame's side data is used, if any."""
+        strength = strength_of_frame(frame, qp_map=qp_map, frame_qp=frame_qp, jpeg_quality=jpeg_quality)
+        return self.restore_frames([frame], [strength])[0]
 
     def restore_batch(self, decoded: Sequence[Any]) -> list[av.VideoFrame]:
         """Frames from the reader (DecodedFrame: frame + side data), in order."""
         return self.restore_frames([d.frame for d in decoded], [self.strength_of(d) for d in decoded])
 
     def strength_of(self, decoded: Any) -> Strength:
-        """A DecodedFrame's strength; the frame QP is estimated when there is no map."""
-        frame_qp = None
-        if decoded.qp_map is None and self._qp_estimator is not None:
-            frame_qp = self._qp_estimator.estimate(decoded.packet_bytes, decoded.frame.width,
-                                                   decoded.frame.height, decoded.frame.pict_type)
-        return Strength(decoded.qp_map, frame_qp, decoded.jpeg_quality)
+        """A DecodedFrame's strength (restore/strength.py; HEVC's QP is estimated)."""
+        return self._strengths.of(decoded)
 
     def restore_frames(self, frames: Sequence[av.VideoFrame], strengths: Sequence[Strength]) -> list[av.VideoFrame]:
         """Restore `frames`; frames the model should leave alone come back as they are."""
@@ -380,15 +370,16 @@ class Restorer:
         return jobs
 
     def _run(self, engine: Any, jobs: list[_Job], splits: dict[int, _Split]) -> None:
-        """Infer every job, grouped by plane size, at most `batch` planes per call."""
+        """Infer every job, grouped by plane size. How many planes go into one call
+        to the backend is decided in one place, the wrapper that engines.select.choose
+        puts around every engine (engines/tiling.py: at most `batch` planes and a pixel
+        budget per call), so the whole group is handed over at once."""
         if self._ensemble_now:
             engine = EnsembleEngine(engine)  # the inner engine is already entered
         by_shape: dict[tuple[int, ...], list[_Job]] = {}
         for job in jobs:
             by_shape.setdefault(job.input.shape, []).append(job)
         for group in by_shape.values():
-            for start in range(0, len(group), self._batch):
-                chunk = group[start : start + self._batch]
-                result = engine.infer(np.stack([job.input for job in chunk]))
-                for job, out in zip(chunk, result):
-                    splits[job.frame].planes[job.plane] = unit_to_plane(out[0], job.bits)
+            result = engine.infer(np.stack([job.input for job in group]))
+            for job, out in zip(group, result):
+                splits[job.frame].planes[job.plane] = unit_to_plane(out[0], job.bits)

@@ -1,0 +1,108 @@
+"""How strongly each frame was compressed: the one place that assembles it.
+
+A frame's strength is what the model is conditioned on (restore/conditioning.py):
+- H.264: the decoder's per-macroblock QP map, read from the frame's side data
+  (media/qp.py; the reader exports it for every frame it decodes);
+- HEVC: no QP map in FFmpeg's decoder, so a frame QP is estimated from the coded
+  frame size (FrameQpEstimator below, one per stream: it remembers the last I-frame);
+- JPEG / MJPEG / stills: the quality read from the file's quantization tables
+  (media/ reads it; core/jpeg.py knows the tables);
+- anything else: unknown, and a QP-conditioned model leaves such frames alone.
+
+Every way a frame enters (the pipeline's reader, `Restorer.restore`, FrameStream,
+the aiortc track) goes through `strength_of_frame` or `StreamStrength.of`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from streamfix.media.qp import frame_qp_map
+
+
+@dataclass(frozen=True, slots=True)
+class Strength:
+    """What the bitstream says about one frame's compression (any may be unknown)."""
+
+    qp_map: np.ndarray | None = None
+    frame_qp: float | None = None
+    jpeg_quality: int | None = None
+
+
+def strength_of_frame(frame: Any, *, qp_map: np.ndarray | None = None, frame_qp: float | None = None,
+                      jpeg_quality: int | None = None, assume_qp: float | None = None) -> Strength:
+    """The strength of a bare av.VideoFrame: the given values, else the QP map in its
+    side data (decoders opened with media.qp.EXPORT_QP_OPTIONS), else `assume_qp` as
+    the frame QP (for sources that export nothing, e.g. WebRTC decoders)."""
+    if qp_map is None:
+        qp_map = frame_qp_map(frame)
+    if qp_map is None and frame_qp is None:
+        frame_qp = assume_qp
+    return Strength(qp_map, frame_qp, jpeg_quality)
+
+
+class StreamStrength:
+    """Strengths of one stream's decoded frames (the reader's DecodedFrames, which
+    carry the QP map, the coded packet size and the JPEG quality)."""
+
+    def __init__(self, codec_name: str | None = None) -> None:
+        self._estimator = qp_estimator_for(codec_name)
+
+    def of(self, decoded: Any) -> Strength:
+        frame_qp = None
+        if decoded.qp_map is None and self._estimator is not None:
+            frame = decoded.frame
+            frame_qp = self._estimator.estimate(decoded.packet_bytes, frame.width, frame.height, frame.pict_type)
+        return Strength(decoded.qp_map, frame_qp, decoded.jpeg_quality)
+
+
+# HEVC: FFmpeg's decoder exports no QP map, so the frame QP is estimated from the
+# coded size of the frame. Fitted by `python -m streamfix.train.calibrate_hevc
+# ../shared/data/train --clips 160` on x265 encodes of training pictures (CRF 15-48,
+# presets medium/fast/slow) against x265's own per-frame QP:
+#   I-frames:   QP = 26.64 - 4.650 * log2(bits per pixel)       rms error 4.4 QP
+#   P-frames:   I-frame estimate + 3.59                          rms error 4.4 QP
+#   B-frames:   I-frame estimate + 7.04                          rms error 4.1 QP
+# (P/B frames fitted on their own sizes are much worse, rms 7 QP: their size depends
+# on motion more than on the quantizer.) Before the first I-frame of a stream the
+# per-type size fits are used: P: 20.90 - 2.893 log2(bpp), B: 14.36 - 3.716 log2(bpp).
+HEVC_I_FIT = (26.64, -4.650)
+HEVC_OFFSET_FROM_I = {"P": 3.59, "B": 7.04}
+HEVC_OWN_FIT = {"P": (20.90, -2.893), "B": (14.36, -3.716)}
+ESTIMATED_QP_CODECS = frozenset({"hevc"})
+
+
+_PICTURE_TYPES = {1: "I", 2: "P", 3: "B", "I": "I", "P": "P", "B": "B"}
+
+
+class FrameQpEstimator:
+    """Estimates the QP of frames whose decoder exports no QP map (HEVC), one stream
+    at a time: the estimate of the latest I-frame anchors the P and B frames after it."""
+
+    def __init__(self) -> None:
+        self._last_i: float | None = None
+
+    def estimate(self, packet_bytes: int | None, width: int, height: int, pict_type: object) -> float | None:
+        """`pict_type`: "I"/"P"/"B" or FFmpeg's AVPictureType number (1/2/3), which
+        is what PyAV 18 gives as `frame.pict_type`."""
+        if not packet_bytes or width <= 0 or height <= 0:
+            return None
+        bpp = max(8.0 * packet_bytes, 1.0) / (width * height)
+        kind = _PICTURE_TYPES.get(pict_type, _PICTURE_TYPES.get(getattr(pict_type, "name", None), "P"))
+        if kind == "I":
+            a, b = HEVC_I_FIT
+            self._last_i = a + b * float(np.log2(bpp))
+            return self._last_i
+        if self._last_i is not None:
+            return self._last_i + HEVC_OFFSET_FROM_I[kind]
+        a, b = HEVC_OWN_FIT[kind]
+        return a + b * float(np.log2(bpp))
+
+
+def qp_estimator_for(codec_name: str | None) -> FrameQpEstimator | None:
+    """A fresh estimator for a codec whose QP can be estimated, else None (frames of
+    such codecs carry no strength and a QP-conditioned model leaves them alone)."""
+    return FrameQpEstimator() if codec_name in ESTIMATED_QP_CODECS else None

@@ -61,7 +61,7 @@ from streamfix.media.writer import MediaWriter, check_writable
 from streamfix.pipeline.progress import Progress, make_progress
 from streamfix.restore.restorer import Restorer
 from streamfix.pipeline.run_config import RunConfig, engine_configs
-from streamfix.pipeline.run_result import PipelineError, PipelineInterrupted, RunResult
+from streamfix.pipeline.run_result import PipelineError, PipelineInterrupted, RunResult, busy_seconds, pipeline_error
 from streamfix.pipeline.restore_stage import RestoreStage
 from streamfix.pipeline.stages import BatchContext, build_stages
 from streamfix.pipeline.counters import StreamMetrics, stage_stats
@@ -205,7 +205,7 @@ class Pipeline:
             Worker("encode", lambda w: self._encode(w, processed, progress), self._control),
         ]
         self.metrics.attach({"decoded": decoded, "batches": batches, "processed": processed},
-                            lambda: _busy(workers), lambda: stage_stats(stages))
+                            lambda: busy_seconds(workers), lambda: stage_stats(stages))
         for worker in workers:
             worker.thread.start()
         return workers
@@ -334,7 +334,7 @@ class Pipeline:
             except Exception as exc:  # noqa: BLE001 - becomes a PipelineError below
                 failure = Failure("encode", writer.frames_written, exc)
         if failure is not None:
-            raise self._error(failure, self._abort()) from failure.error
+            raise pipeline_error(failure, self._abort()) from failure.error
         if reader.end_reason is not None:
             hint = " (use --reconnect N to wait for the sender again)" if self.live else ""
             self._emit(f"streamfix: warning: {reader.end_reason}; the output was closed cleanly with every "
@@ -343,7 +343,7 @@ class Pipeline:
                            frames_out=writer.frames_written if writer else 0, seconds=seconds,
                            interrupted=interrupted, live=self.live, input_ended=reader.end_reason,
                            reconnects=reader.reconnects, latency_s=self.metrics.latency())
-        result.stage_seconds = _busy(workers)
+        result.stage_seconds = busy_seconds(workers)
         result.stage_stats = stage_stats(stages)
         if interrupted:
             raise PipelineInterrupted(result)
@@ -364,26 +364,6 @@ class Pipeline:
             partial.unlink(missing_ok=True)
             return None
         return partial
-
-    @staticmethod
-    def _error(failure: Failure, partial: Path | None) -> PipelineError:
-        exc = failure.error
-        note = f" (the incomplete output is kept as {partial})" if partial else ""
-        if isinstance(exc, StreamfixError):
-            message = f"{exc}{note}"
-        else:
-            where = f" at frame {failure.index}" if failure.index is not None else ""
-            message = f"stage {failure.stage!r} failed{where}: {type(exc).__name__}: {exc}{note}"
-        return PipelineError(message, stage=failure.stage, index=failure.index, partial=partial)
-
-
-def _busy(workers: list[Worker]) -> dict[str, float]:
-    """Seconds each stage (decode, restore, encode, ...) was busy, over all threads."""
-    total: dict[str, float] = {}
-    for worker in workers:
-        for label, busy in list(worker.busy_s.items()):
-            total[label] = total.get(label, 0.0) + busy
-    return total
 
 
 def _strings(options: dict[str, Any]) -> dict[str, str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from streamfix.core.errors import StreamfixError
+from streamfix.core.threads import Failure, Worker
 
 
 class PipelineError(StreamfixError):
@@ -84,3 +85,25 @@ class PipelineInterrupted(KeyboardInterrupt):
     def __init__(self, result: RunResult) -> None:
         super().__init__(f"interrupted: {result.output} holds {result.frames_out} frames")
         self.result = result
+
+
+def pipeline_error(failure: Failure, partial: Path | None) -> PipelineError:
+    """The caller's one error for a failed run: the original message for our own
+    errors, else the stage, the frame index and the exception."""
+    exc = failure.error
+    note = f" (the incomplete output is kept as {partial})" if partial else ""
+    if isinstance(exc, StreamfixError):
+        message = f"{exc}{note}"
+    else:
+        where = f" at frame {failure.index}" if failure.index is not None else ""
+        message = f"stage {failure.stage!r} failed{where}: {type(exc).__name__}: {exc}{note}"
+    return PipelineError(message, stage=failure.stage, index=failure.index, partial=partial)
+
+
+def busy_seconds(workers: list[Worker]) -> dict[str, float]:
+    """Seconds each stage (decode, restore, encode, ...) was busy, over all threads."""
+    total: dict[str, float] = {}
+    for worker in workers:
+        for label, busy in list(worker.busy_s.items()):
+            total[label] = total.get(label, 0.0) + busy
+    return total

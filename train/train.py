@@ -23,7 +23,9 @@ import torch
 
 from streamfix.core import yaml_config as config_io
 from streamfix.core.network import CARDRN, ModelArgs, parameter_count
-from streamfix.core.weights import JPEG_QUALITY_SCALE, QP_SCALE, save_weights
+from streamfix.core.weights import save_weights
+from streamfix.quality.measures import psnr
+from streamfix.restore import conditioning
 
 from streamfix.train import data as data_mod
 from streamfix.train.config import TrainConfig, load_train_config
@@ -67,21 +69,19 @@ class Samples:
             if cfg.task == "jpeg":
                 image = self.images[int(rng.integers(len(self.images)))]
                 clean, degraded, quality = jpeg_patch(rng, image, cfg.data.patch, cfg.jpeg)
-                cond = np.full(clean.shape, quality / JPEG_QUALITY_SCALE, np.float32)
+                cond = conditioning.jpeg_quality_plane(quality, *clean.shape)
             else:
                 clip = self.clips[int(rng.integers(len(self.clips)))]
                 clean, degraded, qp = clip_patch(rng, clip, cfg.data.patch)
-                cond = qp / QP_SCALE
+                cond = conditioning.qp_plane(qp)
             xs.append(_input(degraded, cond if cfg.conditioning != "none" else None))
-            ys.append(clean[None].astype(np.float32) / 255.0)
+            ys.append(conditioning.plane_to_unit(clean)[None])
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
 
 
 def _input(degraded: np.ndarray, cond: np.ndarray | None) -> np.ndarray:
-    planes = [degraded.astype(np.float32) / 255.0]
-    if cond is not None:
-        planes.append(np.asarray(cond, np.float32))
-    return np.stack(planes)
+    """The model input, built by the same functions that build it at run time."""
+    return conditioning.stack_input(conditioning.plane_to_unit(degraded), cond)
 
 
 def prepare(cfg: TrainConfig, run_dir: Path, log) -> Samples:
@@ -96,7 +96,7 @@ def prepare(cfg: TrainConfig, run_dir: Path, log) -> Samples:
         for path, luma in zip(val_paths, data_mod.load_lumas(val_paths, 0)):
             clean = data_mod.centre_crop(luma, cfg.data.val_crop, 8)
             for q in cfg.jpeg.val_qualities:
-                cond = np.full(clean.shape, q / JPEG_QUALITY_SCALE, np.float32)
+                cond = conditioning.jpeg_quality_plane(q, *clean.shape)
                 val_inputs.append((f"q{q}", clean, jpeg_roundtrip(clean, q), cond))
         return Samples(cfg, images, [], val_inputs)
     cache = Path(cfg.video.cache_dir)
@@ -110,7 +110,8 @@ def prepare(cfg: TrainConfig, run_dir: Path, log) -> Samples:
     for path in val_files:
         clip = load_clip(path)
         for t in range(clip.clean.shape[0]):
-            val_inputs.append((f"{clip.codec.removeprefix('lib')}-crf{clip.crf}", clip.clean[t], clip.decoded[t], clip.qp[t] / QP_SCALE))
+            val_inputs.append((f"{clip.codec.removeprefix('lib')}-crf{clip.crf}", clip.clean[t], clip.decoded[t],
+                                conditioning.qp_plane(clip.qp[t])))
     return Samples(cfg, [], clips, val_inputs)
 
 
@@ -123,10 +124,7 @@ def validate(model: CARDRN, samples: Samples) -> dict[str, dict[str, float]]:
     for group, clean, degraded, cond in samples.val_inputs:
         x = torch.from_numpy(_input(degraded, cond if use_cond else None))[None]
         out = model(x)[0, 0].clamp(0, 1).numpy() * 255.0
-        ref = clean.astype(np.float64)
-        before = 10 * math.log10(255**2 / max(np.mean((degraded - ref) ** 2), 1e-10))
-        after = 10 * math.log10(255**2 / max(np.mean((np.round(out) - ref) ** 2), 1e-10))
-        groups.setdefault(group, []).append((before, after))
+        groups.setdefault(group, []).append((psnr(clean, degraded), psnr(clean, np.round(out))))
     model.train()
     return {
         g: {"input_psnr": float(np.mean([b for b, _ in v])), "output_psnr": float(np.mean([a for _, a in v])),

@@ -55,23 +55,38 @@ def condition_plane(info: ModelInfo, height: int, width: int, *, qp_map: np.ndar
     if kind == "jpeg_quality":
         if jpeg_quality is None:
             raise MissingStrength(f"model {info.name} needs the JPEG quality of its input")
-        return np.full((height, width), jpeg_quality / JPEG_QUALITY_SCALE, np.float32)
+        return jpeg_quality_plane(jpeg_quality, height, width)
     if kind == "qp":
         if qp_map is not None:
-            return qp_map_to_pixels(qp_map, height, width) / QP_SCALE
+            return qp_plane(qp_map_to_pixels(qp_map, height, width))
         if frame_qp is not None:
-            return np.full((height, width), frame_qp / QP_SCALE, np.float32)
+            return qp_plane(np.full((height, width), frame_qp, np.float32))
         raise MissingStrength(f"model {info.name} needs a QP map (H.264) or an estimated QP")
     raise ValueError(f"unknown conditioning {kind!r}")
 
 
-def model_input(info: ModelInfo, plane: np.ndarray, bits: int = 8, **strength) -> np.ndarray:
-    """(1 + cond) x H x W float32 input for one plane."""
-    cond = condition_plane(info, *plane.shape, **strength)
-    planes = [plane_to_unit(plane, bits)]
+def jpeg_quality_plane(quality: float, height: int, width: int) -> np.ndarray:
+    """The conditioning plane of a JPEG-quality model: quality / 100 everywhere."""
+    return np.full((height, width), quality / JPEG_QUALITY_SCALE, np.float32)
+
+
+def qp_plane(qp_pixels: np.ndarray) -> np.ndarray:
+    """The conditioning plane of a QP model from a per-pixel QP: QP / 51."""
+    return (np.asarray(qp_pixels, np.float32) / QP_SCALE).astype(np.float32)
+
+
+def stack_input(unit_plane: np.ndarray, cond: np.ndarray | None) -> np.ndarray:
+    """(1 + cond) x H x W float32: the image plane in [0, 1], then the condition."""
+    planes = [np.asarray(unit_plane, np.float32)]
     if cond is not None:
-        planes.append(cond)
+        planes.append(np.asarray(cond, np.float32))
     return np.stack(planes)
+
+
+def model_input(info: ModelInfo, plane: np.ndarray, bits: int = 8, **strength) -> np.ndarray:
+    """(1 + cond) x H x W float32 input for one plane (training builds its inputs
+    with the same three functions above, so both feed the model alike)."""
+    return stack_input(plane_to_unit(plane, bits), condition_plane(info, *plane.shape, **strength))
 
 
 def needs_restoring(info: ModelInfo, *, qp_map: np.ndarray | None = None, frame_qp: float | None = None) -> bool:

@@ -17,6 +17,21 @@ PACKAGES = {"streamfix": "streamfix", "engines": "streamfix.engines", "train": "
             "benchmarks": "streamfix.benchmarks"}
 MAX_LINES = 400
 
+# Which layer may import which (docs/architecture.md draws the same picture). Keys and
+# values are the packages under streamfix; "streamfix" itself is the public API.
+LOWER = {
+    "core": set(),
+    "engines": {"core"},
+    "media": {"core"},
+    "restore": {"core", "engines", "media"},
+    "quality": {"core", "engines", "media", "restore"},
+    "pipeline": {"core", "engines", "media", "restore"},
+    "serve": {"core", "engines", "media", "restore", "pipeline"},
+    "train": {"core", "engines", "media", "restore", "quality"},
+    "benchmarks": {"core", "engines", "media", "restore", "quality", "pipeline", "serve", "train"},
+    "streamfix": {"core", "engines", "restore", "pipeline", "serve"},
+}
+
 
 def _modules() -> dict[str, tuple[Path, bool]]:
     found = {}
@@ -92,6 +107,39 @@ def test_no_module_over_400_lines():
 def test_no_import_cycles():
     cycle = _cycle(import_graph())
     assert cycle is None, "modules import each other: " + " -> ".join(cycle)
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "streamfix"
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    found = []
+    for module, deps in sorted(graph.items()):
+        layer = _layer(module)
+        if layer == "cli" or layer not in LOWER and layer != "weights":
+            continue
+        for dep in sorted(deps):
+            target = _layer(dep)
+            if target != layer and target not in LOWER.get(layer, set()):
+                found.append(f"{module} imports {dep} ({layer} may use only: {sorted(LOWER[layer]) or 'nothing'})")
+    return found
+
+
+def test_every_package_is_in_a_layer():
+    layers = {_layer(m) for m in MODULES} - {"cli"}
+    assert layers <= set(LOWER), f"packages missing from LOWER (and docs/architecture.md): {layers - set(LOWER)}"
+
+
+def test_layers_import_only_downwards():
+    violations = layer_violations(import_graph())
+    assert not violations, "\n".join(violations)
+
+
+def test_the_layer_check_sees_an_upward_import():
+    """The check itself must be able to fail: media must not use restore."""
+    assert layer_violations({"streamfix.media.reader": {"streamfix.restore.restorer"}})
 
 
 def test_the_cycle_check_sees_a_cycle():

@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping
 
 from streamfix.core.yaml_config import ConfigError, from_dict
 from streamfix.core.errors import OptionError
-from streamfix.core.options import BACKEND_NAMES, ENGINE_NAMES
+from streamfix.core.options import BACKEND_NAMES, ENGINE_NAMES, MAX_BATCH, MAX_TILE, MIN_TILE
 from streamfix.core.network import CARDRN
 from streamfix.core.weights import ModelInfo
 
@@ -133,10 +133,10 @@ def choose(
     """
     if engine not in ENGINE_NAMES:
         raise OptionError(f"unknown engine {engine!r}: use one of {', '.join(ENGINE_NAMES)}")
-    if max_batch < 1:
-        raise OptionError(f"the batch size must be at least 1, got {max_batch}")
-    if tile < 0:
-        raise OptionError(f"the tile size must be 0 (automatic) or positive, got {tile}")
+    if not 1 <= max_batch <= MAX_BATCH:
+        raise OptionError(f"the batch size must be from 1 to {MAX_BATCH}, got {max_batch}")
+    if tile != 0 and not MIN_TILE <= tile <= MAX_TILE:
+        raise OptionError(f"the tile size must be 0 (whole frames) or from {MIN_TILE} to {MAX_TILE}, got {tile}")
     device_named = device != "auto"
     # "auto" with "auto" is settled once here, so every backend tried looks at the same
     # device: otherwise a CPU-only onnxruntime on a GPU machine would be picked (on the

@@ -209,7 +209,9 @@ class MediaReader:
                              f"streamfix restores video and still images only{hint}")
         self._stream = container.streams.video[0]
         ctx = self._stream.codec_context
-        ctx.thread_type = "AUTO"
+        # H.264 frame threads race on the exported QP map (FFmpeg 8.1 sometimes gives a
+        # frame another's): one file would restore differently from run to run.
+        ctx.thread_type = "SLICE" if ctx.name == "h264" else "AUTO"
         ctx.options = {**ctx.options, **EXPORT_QP_OPTIONS}
         # Lets each packet's size/quality ride along to the frame it becomes.
         ctx.copy_opaque = True

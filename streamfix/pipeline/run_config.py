@@ -16,6 +16,7 @@ from typing import Any, Literal
 from streamfix.core.options import MAX_BATCH, MAX_TILE, MIN_TILE, BACKEND_NAMES, ChromaMode, EngineName, EnsembleMode
 from streamfix.core.yaml_config import ConfigError, from_dict, load_yaml
 from streamfix.media.writer import EncodeConfig
+from streamfix.pipeline.scale_config import ScaleConfig
 
 
 def _restore_only() -> tuple[dict[str, Any], ...]:
@@ -124,6 +125,7 @@ class RunConfig:
     live: LiveConfig = field(default_factory=LiveConfig)
     stages: tuple[dict[str, Any], ...] = field(default_factory=_restore_only)
     progress: ProgressConfig = field(default_factory=ProgressConfig)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)  # segments and workers (scale_config.py)
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch <= MAX_BATCH:
@@ -149,7 +151,7 @@ def load_run_config(path: str | Path | None = None) -> RunConfig:
     return from_dict(RunConfig, load_yaml(path), str(path))
 
 
-NESTED = ("encode", "queues", "input", "output", "live", "progress")
+NESTED = ("encode", "queues", "input", "output", "live", "progress", "scale")
 
 
 def with_overrides(config: RunConfig, **changes: Any) -> RunConfig:

@@ -1,0 +1,1 @@
+"""Segment-parallel restoration of one file: safe cuts, pieces, exact joining, resume (job.py)."""

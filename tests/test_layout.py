@@ -27,6 +27,9 @@ LOWER = {
     "quality": {"core", "engines", "media", "restore"},
     "pipeline": {"core", "engines", "media", "restore"},
     "serve": {"core", "engines", "media", "restore", "pipeline"},
+    # Scale-out: they use the layers below through their public names (streamfix.SharedEngine, ...).
+    "segments": {"core", "engines", "media", "restore", "pipeline", "serve", "streamfix"},
+    "fleet": {"core", "engines", "media", "restore", "pipeline", "serve", "segments", "streamfix"},
     "train": {"core", "engines", "media", "restore", "quality"},
     "benchmarks": {"core", "engines", "media", "restore", "quality", "pipeline", "serve", "train"},
     "streamfix": {"core", "engines", "restore", "pipeline", "serve"},

@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 
 from streamfix.cli.args import non_negative_int, port, positive_float, positive_int
+from streamfix.cli.fleet_commands import add_scale_flags, cmd_run_in_pieces, scale_overrides
 from streamfix.cli.machine import add_engine, add_info, cmd_engine, cmd_info
 from streamfix.core.errors import OutputError, StreamfixError
 from streamfix.core.options import CHROMA_MODES, ENGINE_NAMES
@@ -68,6 +69,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--stats", type=Path, help="write a JSON summary (frames, fps, engine, ...) here")
     _add_stream_flags(p)
+    add_scale_flags(p)
 
 
 def _add_stream_flags(p: argparse.ArgumentParser) -> None:
@@ -121,6 +123,7 @@ def _run_config(args: argparse.Namespace):
                "reconnect": args.reconnect},
         output={"format": args.format, "options": output_options},
         live={"mode": args.live, "max_latency_ms": args.max_latency},
+        scale=scale_overrides(args),
     )
 
 
@@ -151,8 +154,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.stats is not None and not args.stats.parent.is_dir():
         raise OutputError(f"{args.stats}: the directory for the stats file does not exist; create it first")
     config = _run_config(args)
-    target = _stdout_target() if args.output == "-" else args.output
     _stop_on_sigterm()
+    if config.scale.segment_seconds is not None:
+        return cmd_run_in_pieces(args, config)
+    target = _stdout_target() if args.output == "-" else args.output
     pipeline = Pipeline(args.input, target, config, quiet=args.quiet)
     server = None
     if args.metrics_port is not None:

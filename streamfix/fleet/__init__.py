@@ -1,0 +1,1 @@
+"""Running restoration on many workers: local processes or Ray; batches of files; live channels."""

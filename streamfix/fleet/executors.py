@@ -3,8 +3,8 @@
 How many, when the config says `workers: null`:
 - GPU inference (device cuda, or auto with a GPU): one worker per `gpus_per_worker`
   share of each GPU (0.5: two per GPU, to keep a GPU busy while a worker decodes).
-- CPU inference: one worker per `cpus_per_worker + 1` cores: its inference threads
-  and one core for decoding and encoding (2 cores, 1 thread each: one worker).
+- CPU inference: one worker per `cpus_per_worker` cores: inference threads on all
+  but one of them, which decodes and encodes (2 cores: one worker, one thread).
 A Ray cluster is measured the same way from `ray.cluster_resources()`.
 """
 
@@ -40,7 +40,7 @@ def local_workers(scale: Any, gpus: list[str]) -> int:
         return scale.workers
     if gpus:
         return max(1, int(len(gpus) / scale.gpus_per_worker))
-    return max(1, (os.cpu_count() or 1) // (scale.cpus_per_worker + 1))
+    return max(1, (os.cpu_count() or 1) // scale.cpus_per_worker)
 
 
 def make_executor(config: Any, *, log: Callable[[str], None] = print) -> LocalExecutor | RayExecutor:
@@ -52,7 +52,7 @@ def make_executor(config: Any, *, log: Callable[[str], None] = print) -> LocalEx
                            cpus_per_worker=scale.cpus_per_worker, use_gpu=use_gpu, retries=scale.retries, log=log)
     gpus = local_gpus(config.device)
     return LocalExecutor(local_workers(scale, gpus), retries=scale.retries, devices=gpus,
-                         cpu_threads=None if gpus else scale.cpus_per_worker, log=log)
+                         cpu_cores=None if gpus else scale.cpus_per_worker, log=log)
 
 
 def _cluster_has_gpus() -> bool:

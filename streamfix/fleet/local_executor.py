@@ -46,10 +46,10 @@ def _orphaned(parent: int) -> bool:
     return os.getppid() != parent
 
 
-def _worker_main(inbox: Any, outbox: Any, device: str | None, cpu_threads: int | None, parent: int) -> None:
+def _worker_main(inbox: Any, outbox: Any, device: str | None, cpu_cores: int | None, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
-    worker = PieceWorker(device=device, cpu_threads=cpu_threads, log=lambda line: outbox.put(("log", None, line)))
+    worker = PieceWorker(device=device, cpu_cores=cpu_cores, log=lambda line: outbox.put(("log", None, line)))
     try:
         while True:
             try:
@@ -86,14 +86,14 @@ def _worker_main(inbox: Any, outbox: Any, device: str | None, cpu_threads: int |
 class _Slot:
     """One worker process and the task it holds."""
 
-    def __init__(self, context: Any, outbox: Any, device: str | None, cpu_threads: int | None) -> None:
+    def __init__(self, context: Any, outbox: Any, device: str | None, cpu_cores: int | None) -> None:
         self.inbox = context.Queue()
         self.process = context.Process(target=_worker_main,
-                                       args=(self.inbox, outbox, device, cpu_threads, os.getpid()),
+                                       args=(self.inbox, outbox, device, cpu_cores, os.getpid()),
                                        name="streamfix-worker", daemon=True)
         self.process.start()
         self.task: int | None = None
-        self.device, self.cpu_threads = device, cpu_threads
+        self.device, self.cpu_cores = device, cpu_cores
 
 
 class LocalExecutor:
@@ -101,8 +101,8 @@ class LocalExecutor:
     A task whose worker crashed or died is tried again up to `retries` times."""
 
     def __init__(self, workers: int, *, retries: int = 2, devices: Sequence[str | None] = (),
-                 cpu_threads: int | None = None, log: Callable[[str], None] = print) -> None:
-        self.workers, self.retries, self.cpu_threads, self._log = workers, retries, cpu_threads, log
+                 cpu_cores: int | None = None, log: Callable[[str], None] = print) -> None:
+        self.workers, self.retries, self.cpu_cores, self._log = workers, retries, cpu_cores, log
         self.devices = [devices[i % len(devices)] if devices else None for i in range(workers)]
         self._seen_logs: set[str] = set()
 
@@ -115,7 +115,7 @@ class LocalExecutor:
         self._attempts = [0] * len(tasks)
         self._reported = [0] * len(tasks)  # frames counted for each task's current attempt
         self._ended = [False] * len(tasks)
-        slots = [_Slot(context, outbox, device, self.cpu_threads) for device in self.devices[:len(tasks)]]
+        slots = [_Slot(context, outbox, device, self.cpu_cores) for device in self.devices[:len(tasks)]]
         try:
             while not all(self._ended):
                 for slot in slots:
@@ -163,7 +163,7 @@ class LocalExecutor:
         for i, slot in enumerate(slots):
             if slot.process.is_alive():
                 continue
-            slots[i] = _Slot(context, self._outbox, slot.device, slot.cpu_threads)
+            slots[i] = _Slot(context, self._outbox, slot.device, slot.cpu_cores)
             if slot.task is not None:
                 self._ended_with(slot.task, TaskCrash(
                     f"{self._tasks[slot.task].describe()}: the worker process died (exit code "

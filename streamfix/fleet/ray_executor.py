@@ -8,8 +8,9 @@ resume, to join a file as soon as its last piece is in). Ray Data's `map_batches
 with an actor pool would add a dataset layer between us and exactly these things.
 
 - One actor per worker: `num_gpus` (a fraction lets several share a GPU) and one CPU
-  for decoding/encoding, or, for CPU workers, `cpus_per_worker` inference threads
-  plus one core. Ray places them on nodes with capacity.
+  for decoding/encoding, or, for CPU workers, `cpus_per_worker` CPUs (inference
+  threads on all but one). Ray places them on nodes with capacity; no more workers
+  start than the cluster has room for (a worker waiting for room would hold its task).
 - Each actor runs one task at a time; the driver gives an idle actor the next one.
 - A task whose actor raised an unexpected error, or whose actor process died, is
   retried by Ray (`max_task_retries`; a dead actor is restarted, `max_restarts`);
@@ -76,9 +77,9 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> bool:
 class PieceActor:
     """What runs inside each Ray actor: a PieceWorker (its engine stays loaded)."""
 
-    def __init__(self, device: str | None, cpu_threads: int | None, progress: Any) -> None:
+    def __init__(self, device: str | None, cpu_cores: int | None, progress: Any) -> None:
         self._progress = progress
-        self._worker = PieceWorker(device=device, cpu_threads=cpu_threads, log=lambda line: None)
+        self._worker = PieceWorker(device=device, cpu_cores=cpu_cores, log=lambda line: None)
 
     def run(self, task: Any) -> Any:
         def report(frames: int) -> None:
@@ -104,17 +105,21 @@ class RayExecutor:
     def _resources(self) -> dict[str, Any]:
         if self._use_gpu:
             return {"num_gpus": self._gpus, "num_cpus": 1}
-        return {"num_cpus": self._cpus + 1}
+        return {"num_cpus": self._cpus}
 
     def _worker_count(self, ray: Any, tasks: int) -> int:
-        if self.workers:
-            return min(self.workers, tasks)
         total = ray.cluster_resources()
         if self._use_gpu:
-            room = int(total.get("GPU", 0) / self._gpus)
+            room, need = int(total.get("GPU", 0) / self._gpus), f"{self._gpus:g} GPU"
         else:
-            room = int(total.get("CPU", 1) // (self._cpus + 1))
-        return max(1, min(room, tasks))
+            room, need = int(total.get("CPU", 0) // self._cpus), f"{self._cpus} CPUs"
+        if room < 1:
+            raise OptionError(f"the Ray cluster has no room for one worker ({need} each; it has "
+                              f"{total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs); lower "
+                              f"scale.cpus_per_worker / gpus_per_worker or add nodes")
+        if self.workers and self.workers > room:
+            self._log(f"streamfix: {self.workers} workers asked for, the Ray cluster has room for {room}")
+        return min(self.workers or room, room, tasks)
 
     def run(self, tasks: Sequence[Any], *, done: Callable[[Any, Any], None],
             progress: Callable[[int], None] = lambda frames: None) -> None:
@@ -127,7 +132,8 @@ class RayExecutor:
         count = self._worker_count(ray, len(tasks))
         self.workers = count
         device = "cuda" if self._use_gpu else "cpu"
-        actors = [actor_class.remote(device, None if self._use_gpu else self._cpus, frames) for _ in range(count)]
+        cores = None if self._use_gpu else self._cpus
+        actors = [actor_class.remote(device, cores, frames) for _ in range(count)]
         waiting = list(range(len(tasks)))
         running: dict[Any, tuple[Any, int]] = {}
         try:

@@ -18,12 +18,14 @@ class ScaleConfig:
     # them in parallel and join them by stream copy; null: one pass, no pieces.
     segment_seconds: float | None = None
     # Workers restoring pieces; null: one per GPU share (gpus_per_worker) on GPUs,
-    # else one per (cpus_per_worker + 1) cores of this machine or of the Ray cluster.
+    # else one per cpus_per_worker cores of this machine or of the Ray cluster.
     workers: int | None = None
     executor: Literal["local", "ray"] = "local"  # local: processes on this machine; ray: a Ray cluster
     ray_address: str | None = None  # null: start a Ray of our own on this machine; e.g. ray://head:10001
     gpus_per_worker: float = 1.0  # GPU share of one worker (0.5: two workers per GPU)
-    cpus_per_worker: int = 1  # inference threads of one CPU worker (it uses one more core to decode/encode)
+    # Cores one CPU worker holds: inference threads on all but one, which decodes and
+    # encodes (with 1, everything shares that core).
+    cpus_per_worker: int = 2
     retries: int = 2  # attempts after the first for a piece whose worker failed or died
     workdir: str | None = None  # pieces and manifest; null: OUTPUT.pieces beside the output
     keep_pieces: bool = False  # keep the work folder after a successful join

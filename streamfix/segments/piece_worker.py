@@ -112,13 +112,15 @@ class _Forward:
 class PieceWorker:
     """Runs tasks one after another with the engines it keeps; see the module docstring.
 
-    `device` overrides the config's (a local worker's own GPU). `cpu_threads` fills
-    in the engines' thread count where the config leaves it to the engine, so several
-    workers on one machine do not each take every core."""
+    `device` overrides the config's (a local worker's own GPU). `cpu_cores` is how many
+    cores a CPU worker holds: where the config leaves the engines' thread count to the
+    engine (all cores), it gets all but one of them, the one that decodes and encodes,
+    so several workers on one machine do not each take every core."""
 
-    def __init__(self, *, device: str | None = None, cpu_threads: int | None = None,
+    def __init__(self, *, device: str | None = None, cpu_cores: int | None = None,
                  log: Callable[[str], None] = print) -> None:
-        self.device, self.cpu_threads, self._log = device, cpu_threads, log
+        self.device, self._log = device, log
+        self.cpu_threads = max(1, cpu_cores - 1) if cpu_cores else None
         self._engines: dict[tuple, Any] = {}
 
     def run(self, task: PieceTask | FileTask, report: Callable[[int], None] = lambda frames: None

@@ -1,0 +1,64 @@
+"""`--executor ray` on a local Ray with 2 CPUs: the same exact output as a single pass,
+Ray's retries for a failing piece, and a clear line when Ray cannot be used."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+import mediagen as mg
+from segtools import BLOCKY_GOPS, LOSSLESS, assert_same_output, segmented, single_pass
+from streamfix.core.errors import OptionError
+from streamfix.fleet.jobs import run_in_pieces
+from streamfix.segments.piece_worker import TaskCrash
+
+ray = pytest.importorskip("ray")
+TESTS = str(Path(__file__).resolve().parent)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One Ray for the module (starting one takes seconds): 2 CPUs, and the tests'
+    folder on the workers' path for the test stages."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")])}})
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def lossless(cpu_config):
+    return dataclasses.replace(cpu_config, encode=LOSSLESS)
+
+
+def on_ray(config, **scale):
+    return segmented(config, executor="ray", cpus_per_worker=1, **scale)
+
+
+def test_two_ray_workers_write_exactly_what_a_single_pass_writes(tmp_path, local_ray, lossless):
+    clip = mg.h264_with_audio_and_subtitles(tmp_path / "in.mkv", frames=48, encoder_options=BLOCKY_GOPS)
+    result = run_in_pieces(clip.path, tmp_path / "pieces.mkv", on_ray(lossless, workers=2), log=lambda m: None)
+    single_pass(clip.path, tmp_path / "single.mkv", lossless)
+    assert (result.pieces, result.workers, result.executor) == (4, 2, "ray")
+    assert_same_output(tmp_path / "pieces.mkv", tmp_path / "single.mkv")
+
+
+def test_ray_retries_a_failing_piece_then_names_its_time_range(tmp_path, local_ray, lossless):
+    clip = mg.write_clip(tmp_path / "in.mkv", frames=24, encoder_options=BLOCKY_GOPS)
+    config = dataclasses.replace(lossless, stages=({"type": "restore"},
+                                                   {"type": "flaky_stages:FailFrom", "at_pts": 500}))
+    with pytest.raises(TaskCrash, match=r"piece 1 \(0:00:00.480-0:00:00.920\): failed 2 times.*lens cap"):
+        run_in_pieces(clip.path, tmp_path / "out.mkv", on_ray(config, workers=2, retries=1), log=lambda m: None)
+
+
+def test_more_workers_than_the_cluster_holds_are_refused_or_trimmed(tmp_path, local_ray, lossless):
+    clip = mg.write_clip(tmp_path / "in.mkv", frames=24, encoder_options=BLOCKY_GOPS)
+    with pytest.raises(OptionError, match="no room for one worker"):
+        run_in_pieces(clip.path, tmp_path / "out.mkv", segmented(lossless, executor="ray", cpus_per_worker=3),
+                      log=lambda m: None)
+    lines: list[str] = []
+    result = run_in_pieces(clip.path, tmp_path / "out.mkv", on_ray(lossless, workers=5), log=lines.append)
+    assert result.workers == 2 and any("room for 2" in line for line in lines)

@@ -11,8 +11,9 @@ import pytest
 
 import mediagen as mg
 from segtools import BLOCKY_GOPS, LOSSLESS, assert_same_output, segmented, single_pass
+from test_fleet_batch import mixed_folder
 from streamfix.core.errors import OptionError
-from streamfix.fleet.jobs import run_in_pieces
+from streamfix.fleet.jobs import run_batch, run_in_pieces
 from streamfix.segments.piece_worker import TaskCrash
 
 ray = pytest.importorskip("ray")
@@ -34,8 +35,8 @@ def lossless(cpu_config):
     return dataclasses.replace(cpu_config, encode=LOSSLESS)
 
 
-def on_ray(config, **scale):
-    return segmented(config, executor="ray", cpus_per_worker=1, **scale)
+def on_ray(config, seconds: float = 0.4, **scale):
+    return segmented(config, seconds, executor="ray", cpus_per_worker=1, **scale)
 
 
 def test_two_ray_workers_write_exactly_what_a_single_pass_writes(tmp_path, local_ray, lossless):
@@ -62,3 +63,17 @@ def test_more_workers_than_the_cluster_holds_are_refused_or_trimmed(tmp_path, lo
     lines: list[str] = []
     result = run_in_pieces(clip.path, tmp_path / "out.mkv", on_ray(lossless, workers=5), log=lines.append)
     assert result.workers == 2 and any("room for 2" in line for line in lines)
+
+
+def test_a_batch_on_ray_restores_a_folder_of_mixed_files(tmp_path, local_ray, lossless):
+    root = tmp_path / "archive"
+    long = mixed_folder(root)
+    (root / "broken.mp4").unlink()
+    lines: list[str] = []
+    outcomes = run_batch([root], tmp_path / "out", on_ray(lossless, 0.6, workers=2), report=lines.append,
+                         log=lambda m: None)
+    assert sorted(o.status for o in outcomes) == ["done"] * 3, lines
+    assert {o.pieces for o in outcomes} == {1, 2}
+    single_pass(long.path, tmp_path / "single.mkv", lossless)
+    assert_same_output(tmp_path / "out" / "long.mkv", tmp_path / "single.mkv")
+    assert (tmp_path / "out" / "sub" / "photo.jpg").is_file() and (tmp_path / "out" / "short.mp4").is_file()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from streamfix.cli.args import positive_float, positive_int
-from streamfix.core.errors import OutputError
+from streamfix.core.errors import OptionError, OutputError
 
 
 def add_scale_flags(p: argparse.ArgumentParser) -> None:
@@ -70,3 +70,54 @@ def cmd_run_in_pieces(args: argparse.Namespace, config: Any) -> int:
               f"{result.executor} workers in {result.seconds:.1f} s, {result.fps:.1f} fps, engine {result.engine}",
               file=sys.stderr)
     return 0
+
+
+def add_batch(sub: argparse._SubParsersAction) -> None:
+    from streamfix.core.options import ENGINE_NAMES
+
+    p = sub.add_parser("batch", help="restore many files on a pool of workers (this machine or Ray)",
+                       description="Restore every video and image in INPUT (files, folders, or *.txt lists of "
+                                   "paths) into --out-dir, long files in pieces, on local worker processes or a "
+                                   "Ray cluster. One line per file, a JSON summary in the output folder; a rerun "
+                                   "skips the files already restored.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="a file, a folder, or a text file of paths (*.txt)")
+    p.add_argument("--out-dir", required=True, type=Path, help="where the restored files go (created if missing)")
+    p.add_argument("--suffix", help="write every output with this suffix, e.g. .mkv (default: the input's)")
+    p.add_argument("--summary", type=Path, help="the JSON summary (default: OUT_DIR/streamfix-batch.json)")
+    p.add_argument("--config", type=Path, help="run config (YAML); flags override it")
+    p.add_argument("--model", help="bundled model name or weights file (default: chosen per input)")
+    p.add_argument("--engine", choices=ENGINE_NAMES, help="inference backend (default: auto)")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--batch", type=positive_int, help="frames per engine call")
+    p.add_argument("--codec", help="video encoder, e.g. libx264, ffv1")
+    p.add_argument("--crf", type=int, help="encoder quality (x264: 0-51, lower is better)")
+    p.add_argument("--preset", help="encoder preset, e.g. veryfast, medium")
+    p.add_argument("--quiet", action="store_true", help="print only the per-file lines and errors")
+    add_scale_flags(p)
+
+
+def _batch_config(args: argparse.Namespace) -> Any:
+    from streamfix.pipeline.run_config import load_run_config, with_overrides
+
+    return with_overrides(load_run_config(args.config), model=args.model, engine=args.engine, device=args.device,
+                          batch=args.batch, encode={"codec": args.codec, "crf": args.crf, "preset": args.preset},
+                          scale=scale_overrides(args))
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    """`streamfix batch INPUT... --out-dir DIR`: exit 0 when every file is restored (or
+    was already), 2 when some failed (each named on its line and in the summary)."""
+    from streamfix.fleet.jobs import run_batch
+
+    if args.workdir is not None:
+        raise OptionError("--workdir names one file's work folder; batch keeps one beside each output")
+    config = _batch_config(args)
+    outcomes = run_batch(args.inputs, args.out_dir, config, suffix=args.suffix, summary=args.summary,
+                         quiet=args.quiet, report=lambda line: print(line, flush=True))
+    failed = sum(o.status == "failed" for o in outcomes)
+    if not args.quiet:
+        done = sum(o.status == "done" for o in outcomes)
+        skipped = sum(o.status == "skipped" for o in outcomes)
+        print(f"streamfix: batch: {done} restored, {skipped} skipped, {failed} failed; summary in "
+              f"{args.summary or args.out_dir / 'streamfix-batch.json'}", file=sys.stderr)
+    return 2 if failed else 0

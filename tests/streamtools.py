@@ -35,11 +35,13 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 def send(target: str, *, fmt: str, frames: int, width: int, height: int, rate: int, realtime: bool,
          crf: int, audio: bool, stall_after: int | None, stall_s: float, garbage_after: int | None,
-         options: dict[str, str]) -> None:
+         options: dict[str, str], gop: int | None = None) -> None:
     sink = sys.stdout.buffer if target == "-" else target
     out = av.open(sink, "w", format=fmt, options=options)
-    video = out.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": "ultrafast",
-                                                          "tune": "zerolatency"})
+    x264 = {"crf": str(crf), "preset": "ultrafast", "tune": "zerolatency"}
+    if gop is not None:  # a receiver joining late waits for the next keyframe
+        x264["g"] = str(gop)
+    video = out.add_stream("libx264", rate=rate, options=x264)
     video.width, video.height, video.pix_fmt = width, height, "yuv420p"
     video.codec_context.time_base = Fraction(1, rate)
     tone = out.add_stream("aac", rate=8000, layout="mono") if audio else None
@@ -115,6 +117,7 @@ def main() -> None:
     s.add_argument("--stall", type=float, default=0.0)
     s.add_argument("--garbage-after", type=int)
     s.add_argument("--option", action="append", default=[])
+    s.add_argument("--gop", type=int, help="frames between keyframes (default: x264's)")
     r = sub.add_parser("receive")
     r.add_argument("source")
     r.add_argument("--format")
@@ -125,7 +128,7 @@ def main() -> None:
         send(args.target, fmt=args.format, frames=args.frames, width=width, height=height, rate=args.rate,
              realtime=args.realtime, crf=args.crf, audio=args.audio, stall_after=args.stall_after,
              stall_s=args.stall, garbage_after=args.garbage_after,
-             options=dict(o.split("=", 1) for o in args.option))
+             options=dict(o.split("=", 1) for o in args.option), gop=args.gop)
     else:
         print(json.dumps(receive(args.source, fmt=args.format, timeout=args.timeout)), flush=True)
 

@@ -1,5 +1,6 @@
 """`--executor ray` on a local Ray with 2 CPUs: the same exact output as a single pass,
-Ray's retries for a failing piece, and a clear line when Ray cannot be used."""
+Ray's retries for a failing piece, no more workers than fit, a batch of mixed files,
+and live channels whose killed worker comes back."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import pytest
 
 import mediagen as mg
 from segtools import BLOCKY_GOPS, LOSSLESS, assert_same_output, segmented, single_pass
+from streamfix.fleet.serve import Server
+from streamfix.pipeline.run_config import RunConfig, with_overrides
 from test_fleet_batch import mixed_folder
+from test_fleet_serve import frames, scrape, senders, serving, wait_for, write_channels  # noqa: F401 - fixture
 from streamfix.core.errors import OptionError
 from streamfix.fleet.jobs import run_batch, run_in_pieces
 from streamfix.segments.piece_worker import TaskCrash
@@ -77,3 +81,28 @@ def test_a_batch_on_ray_restores_a_folder_of_mixed_files(tmp_path, local_ray, lo
     single_pass(long.path, tmp_path / "single.mkv", lossless)
     assert_same_output(tmp_path / "out" / "long.mkv", tmp_path / "single.mkv")
     assert (tmp_path / "out" / "sub" / "photo.jpg").is_file() and (tmp_path / "out" / "short.mp4").is_file()
+
+
+def test_serve_on_ray_restarts_a_killed_channel_worker(tmp_path, local_ray, senders):
+    """Two loopback channels, one Ray actor each; b's actor is killed: Ray restarts it,
+    the driver gives it its channel again, and a never notices."""
+    path = tmp_path / "channels.yaml"
+    write_channels(path, {"a": senders["a"], "b": senders["b"]}, metrics_port=0)
+    base = with_overrides(RunConfig(), scale={"cpus_per_worker": 1})
+    lines: list[str] = []
+    server = Server(path, base_config=base, executor="ray", log=lines.append)
+    thread = serving(server)
+    try:
+        wait_for(lambda: frames(server, "a") > 5 and frames(server, "b") > 5, "both channels", timeout=120)
+        b_before = frames(server, "b")
+        ray.kill(server.hosts.actor_of("b"), no_restart=False)
+        wait_for(lambda: frames(server, "b") < b_before, "b's worker to go")
+        a_before = frames(server, "a")
+        wait_for(lambda: frames(server, "b") > 5, "b to come back on a new worker", timeout=120)
+        assert frames(server, "a") > a_before and server.snapshots()["a"]["restarts"] == 0
+        assert any("was restarted" in line and "b" in line for line in lines), lines
+        assert scrape(server.metrics_url)[("streamfix_running", "b")] == 1
+    finally:
+        server.stop.set()
+        thread.join(120)
+    assert not thread.is_alive()

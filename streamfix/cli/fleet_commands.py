@@ -121,3 +121,43 @@ def cmd_batch(args: argparse.Namespace) -> int:
         print(f"streamfix: batch: {done} restored, {skipped} skipped, {failed} failed; summary in "
               f"{args.summary or args.out_dir / 'streamfix-batch.json'}", file=sys.stderr)
     return 2 if failed else 0
+
+
+def add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="keep the live channels of CHANNELS.yaml restored (this machine or Ray)",
+                       description="Restore every channel (input URL -> output URL) listed in CHANNELS.yaml as a "
+                                   "long-lived live pipeline, restarted with backoff when it ends or fails; edits "
+                                   "to the file add, remove or change channels without stopping the others. "
+                                   "Metrics for all channels on one Prometheus endpoint (metrics_port). Runs "
+                                   "until Ctrl-C or SIGTERM.")
+    p.add_argument("channels", type=Path, metavar="CHANNELS.yaml", help="the channels (see README: Scale)")
+    p.add_argument("--config", type=Path, help="run config every channel starts from (the file's `config:` wins)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: threads of this process (default); ray: Ray actors placed where there is room")
+    p.add_argument("--ray-address", metavar="ADDR", help="an existing Ray cluster (default: Ray on this machine)")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+
+    from streamfix.fleet.jobs import ray_session
+    from streamfix.fleet.serve import Server
+    from streamfix.pipeline.run_config import load_run_config, with_overrides
+
+    base = with_overrides(load_run_config(args.config),
+                          scale={"executor": args.executor, "ray_address": args.ray_address})
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    with ray_session(base):
+        server = Server(args.channels, base_config=base, executor=args.executor, log=log)
+        # A service manager's SIGTERM is the normal way to stop: every channel's
+        # output is finished, and the exit code says all is well.
+        signal.signal(signal.SIGTERM, lambda signum, frame: server.stop.set())
+        try:
+            server.run()
+        except KeyboardInterrupt:
+            log("streamfix: serve: interrupted; channels stopped")
+            return 130
+    log("streamfix: serve: stopped")
+    return 0

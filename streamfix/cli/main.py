@@ -14,7 +14,8 @@ import traceback
 from pathlib import Path
 
 from streamfix.cli.args import non_negative_int, port, positive_float, positive_int
-from streamfix.cli.fleet_commands import add_batch, add_scale_flags, cmd_batch, cmd_run_in_pieces, scale_overrides
+from streamfix.cli.fleet_commands import (add_batch, add_scale_flags, add_serve, cmd_batch, cmd_run_in_pieces,
+                                         cmd_serve, scale_overrides)
 from streamfix.cli.machine import add_engine, add_info, cmd_engine, cmd_info
 from streamfix.core.errors import OutputError, StreamfixError
 from streamfix.core.options import CHROMA_MODES, ENGINE_NAMES
@@ -249,6 +250,7 @@ COMMANDS = {
     "bench": (_add_bench, _cmd_bench),
     "engine": (add_engine, cmd_engine),
     "batch": (add_batch, cmd_batch),
+    "serve": (add_serve, cmd_serve),
 }
 
 

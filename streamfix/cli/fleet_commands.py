@@ -144,11 +144,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from streamfix.fleet.serve import Server
     from streamfix.pipeline.run_config import load_run_config, with_overrides
 
-    base = with_overrides(load_run_config(args.config),
-                          scale={"executor": args.executor, "ray_address": args.ray_address})
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
+    base = with_overrides(load_run_config(args.config),
+                          scale={"executor": args.executor, "ray_address": args.ray_address})
     with ray_session(base):
         server = Server(args.channels, base_config=base, executor=args.executor, log=log)
         # A service manager's SIGTERM is the normal way to stop: every channel's

@@ -37,6 +37,7 @@ import av
 from streamfix.core.errors import OutputError
 from streamfix.media import endpoints
 from streamfix.media import stills
+from streamfix.media.copied_streams import add_copied_stream
 from streamfix.media.encoding import EncodeConfig, choose_pix_fmt, encoder_options, parse_bitrate
 from streamfix.media.planes import reformat
 from streamfix.media.reader import VideoInfo
@@ -51,11 +52,6 @@ CONTAINER_FORMATS = {
     ".ts": "mpegts", ".m2ts": "mpegts", ".mts": "mpegts", ".avi": "avi", ".nut": "nut",
     ".flv": "flv",
 }
-# Muxers that accept any codec when asked (no codec table) but cannot really carry
-# these: MPEG-TS would write text subtitles as an unlabelled private stream.
-MUXER_REFUSES = {"mpegts": frozenset({"mov_text", "subrip", "srt", "ass", "ssa", "webvtt", "text"})}
-# Mux stream tags that describe the old file and would be wrong in the new one.
-STALE_TAG_PREFIXES = ("DURATION", "NUMBER_OF_", "_STATISTICS")
 
 
 def partial_path(target: str | Path) -> Path:
@@ -229,24 +225,10 @@ class MediaWriter:
 
     def _add_copy_streams(self, copy_streams: list) -> None:
         for source in copy_streams:
-            name = source.codec_context.name if source.codec_context is not None else source.type
-            try:
-                if name in MUXER_REFUSES.get(self._container.format.name, ()):
-                    raise ValueError(name)
-                stream = self._container.add_stream_from_template(source)
-            except ValueError:
-                message = (f"{source.type} stream #{source.index} ({name}) cannot be stored in "
-                           f"{self._container.format.name} without re-encoding")
-                if source.type == "data" or self.config.drop_uncopyable:
-                    self.log(f"{message}: dropped")
-                    continue
-                raise OutputError(f"{self.target}: {message}; write the input's container type "
-                                  f"(same suffix), or allow dropping such streams") from None
-            for key, value in source.metadata.items():
-                if not key.startswith(STALE_TAG_PREFIXES):
-                    stream.metadata[key] = value
-            stream.disposition = source.disposition
-            self._copy_map[source.index] = stream
+            stream = add_copied_stream(self._container, source, target=self.target,
+                                       drop_uncopyable=self.config.drop_uncopyable, log=self.log)
+            if stream is not None:
+                self._copy_map[source.index] = stream
 
     # --- writing ---------------------------------------------------------------
 

@@ -33,7 +33,8 @@ import av
 
 from streamfix.core.errors import OutputError
 from streamfix.media.reader import COPIED_STREAM_TYPES
-from streamfix.media.writer import MUXER_REFUSES, STALE_TAG_PREFIXES, container_format_for, partial_path
+from streamfix.media.copied_streams import add_copied_stream
+from streamfix.media.writer import container_format_for, partial_path
 from streamfix.segments.keyframes import KeyframeIndex
 from streamfix.segments.plan import Piece
 
@@ -45,27 +46,12 @@ def copied_streams(container: av.container.InputContainer) -> list[av.stream.Str
 
 def add_copies(out: av.container.OutputContainer, streams: list[av.stream.Stream], *, target: Any,
                drop_uncopyable: bool, log: Callable[[str], None]) -> dict[int, av.stream.Stream]:
-    """Output streams for the copied input streams: input index -> output stream."""
+    """Output streams for the copied input streams (the writer's rules): input index -> stream."""
     copies = {}
     for source in streams:
-        name = source.codec_context.name
-        try:
-            if name in MUXER_REFUSES.get(out.format.name, ()):
-                raise ValueError(name)
-            stream = out.add_stream_from_template(source)
-        except ValueError:
-            problem = f"{source.type} stream #{source.index} ({name}) cannot be stored in {out.format.name} " \
-                      f"without re-encoding"
-            if source.type == "data" or drop_uncopyable:
-                log(f"{problem}: dropped")
-                continue
-            raise OutputError(f"{target}: {problem}; write the input's container type (same suffix), "
-                              f"or allow dropping such streams") from None
-        for key, value in source.metadata.items():
-            if not key.startswith(STALE_TAG_PREFIXES):
-                stream.metadata[key] = value
-        stream.disposition = source.disposition
-        copies[source.index] = stream
+        stream = add_copied_stream(out, source, target=target, drop_uncopyable=drop_uncopyable, log=log)
+        if stream is not None:
+            copies[source.index] = stream
     return copies
 
 

@@ -31,6 +31,7 @@ import onnx
 import torch
 from torch import nn
 
+from streamfix.core.digests import file_sha256
 from streamfix.core.network import CARDRN, fold_batchnorm
 
 # Bump when the graph this module writes changes, so cached files from older code
@@ -119,11 +120,7 @@ def _set_metadata(graph: onnx.ModelProto, model: CARDRN, *, fp16: bool) -> None:
 
 def onnx_sha256(path: Path) -> str:
     """Hex sha256 of a file's bytes (ONNX graphs, weights files): a cache key."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def model_sha256(model: CARDRN) -> str:

@@ -25,10 +25,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from streamfix.core.digests import file_sha256
 from streamfix.core.errors import StreamfixError
 from streamfix.segments.cutting import CutError, cut_piece
 from streamfix.segments.plan import Piece
-from streamfix.segments.workdir import PieceRecord, file_sha256
+from streamfix.segments.workdir import PieceRecord
 
 # Engines kept per worker: a batch of mixed files may alternate between two models.
 KEPT_ENGINES = 2

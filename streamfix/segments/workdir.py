@@ -30,6 +30,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from streamfix.core.digests import file_sha256
 from streamfix.core.errors import OptionError, OutputError
 from streamfix.core.yaml_config import to_dict
 from streamfix.segments.plan import Piece
@@ -43,14 +44,6 @@ IGNORED_OPTIONS = ("progress", "queues", "batch_timeout_ms", "scale")
 
 def default_workdir(target: Path) -> Path:
     return target.with_name(f"{target.name}.pieces")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def options_digest(config: Any, model_file: Path | None) -> str:

@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 import av
+import pytest
 
 import mediagen as mg
 from streamfix.media.writer import EncodeConfig
@@ -18,6 +19,12 @@ LOSSLESS = EncodeConfig(codec="ffv1", crf=None)
 # x264 at CRF 40, a keyframe every 12 frames (0.48 s at 25 fps), B-frames: blocky
 # enough to be restored, and GOPs short enough for several pieces in a 2 s clip.
 BLOCKY_GOPS = {"crf": "40", "g": "12", "keyint_min": "12", "sc_threshold": "0", "bf": "3"}
+
+
+@pytest.fixture
+def lossless(cpu_config):
+    """The test config with a lossless encoder: outputs compare bit for bit."""
+    return dataclasses.replace(cpu_config, encode=LOSSLESS)
 
 
 def segmented(config, seconds: float = 0.4, **scale):

@@ -15,8 +15,6 @@ from streamfix.cli.main import main
 from streamfix.core.errors import OptionError
 from streamfix.fleet.batch_inputs import collect
 
-CPU = ["--engine", "torch", "--device", "cpu", "--codec", "ffv1"]
-
 
 def mixed_folder(root):
     """The batch: what an archive folder holds."""
@@ -32,9 +30,10 @@ def mixed_folder(root):
 
 def batch_args(tmp_path, root, *extra):
     cpu_yaml = tmp_path / "cpu.yaml"
-    cpu_yaml.write_text("engines: {torch: {threads: 1}}\nprogress: {mode: 'off'}\n")
+    cpu_yaml.write_text("engine: torch\ndevice: cpu\nengines: {torch: {threads: 1}}\nencode: {codec: ffv1, crf: null}\n"
+                        "progress: {mode: 'off'}\n")
     return ["batch", str(root), "--out-dir", str(tmp_path / "out"), "--config", str(cpu_yaml),
-            "--segment-seconds", "0.6", *CPU, *extra]
+            "--segment-seconds", "0.6", *extra]
 
 
 def run_cli(args, capsys):

@@ -9,15 +9,12 @@ import dataclasses
 import pytest
 
 import mediagen as mg
-from segtools import BLOCKY_GOPS, LOSSLESS, assert_same_output, segmented, single_pass
+from segtools import lossless  # noqa: F401 - a fixture
+from segtools import BLOCKY_GOPS, assert_same_output, segmented, single_pass
 from streamfix.core.errors import StreamfixError
 from streamfix.fleet.jobs import run_in_pieces
 from streamfix.segments.piece_worker import TaskCrash
 
-
-@pytest.fixture
-def lossless(cpu_config):
-    return dataclasses.replace(cpu_config, encode=LOSSLESS)
 
 
 @pytest.fixture

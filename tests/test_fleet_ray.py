@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import mediagen as mg
-from segtools import BLOCKY_GOPS, LOSSLESS, assert_same_output, segmented, single_pass
+from segtools import lossless  # noqa: F401 - a fixture
+from segtools import BLOCKY_GOPS, assert_same_output, segmented, single_pass
 from streamfix.fleet.serve import Server
 from streamfix.pipeline.run_config import RunConfig, with_overrides
 from test_fleet_batch import mixed_folder
@@ -33,10 +34,6 @@ def local_ray():
     yield
     ray.shutdown()
 
-
-@pytest.fixture
-def lossless(cpu_config):
-    return dataclasses.replace(cpu_config, encode=LOSSLESS)
 
 
 def on_ray(config, seconds: float = 0.4, **scale):

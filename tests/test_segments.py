@@ -6,17 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 
-import pytest
-
 import mediagen as mg
-from segtools import BLOCKY_GOPS, LOSSLESS, InProcess, assert_same_output, segmented, single_pass
+from segtools import lossless  # noqa: F401 - a fixture
+from segtools import BLOCKY_GOPS, InProcess, assert_same_output, segmented, single_pass
 from streamfix.fleet.jobs import run_in_pieces
 from streamfix.segments.job import restore_in_pieces
 
-
-@pytest.fixture
-def lossless(cpu_config):
-    return dataclasses.replace(cpu_config, encode=LOSSLESS)
 
 
 def test_two_workers_write_exactly_what_a_single_pass_writes(tmp_path, lossless):

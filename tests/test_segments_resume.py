@@ -17,16 +17,13 @@ import pytest
 from filelock import FileLock
 
 import mediagen as mg
-from segtools import BLOCKY_GOPS, LOSSLESS, InProcess, assert_same_output, segmented, single_pass
+from segtools import lossless  # noqa: F401 - a fixture
+from segtools import BLOCKY_GOPS, InProcess, assert_same_output, segmented, single_pass
 from streamfix.core.errors import OptionError
 from streamfix.segments.job import restore_in_pieces
 
 TESTS = Path(__file__).resolve().parent
 
-
-@pytest.fixture
-def lossless(cpu_config):
-    return dataclasses.replace(cpu_config, encode=LOSSLESS)
 
 
 @pytest.fixture

@@ -73,8 +73,6 @@ def cmd_run_in_pieces(args: argparse.Namespace, config: Any) -> int:
 
 
 def add_batch(sub: argparse._SubParsersAction) -> None:
-    from streamfix.core.options import ENGINE_NAMES
-
     p = sub.add_parser("batch", help="restore many files on a pool of workers (this machine or Ray)",
                        description="Restore every video and image in INPUT (files, folders, or *.txt lists of "
                                    "paths) into --out-dir, long files in pieces, on local worker processes or a "
@@ -84,14 +82,8 @@ def add_batch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", required=True, type=Path, help="where the restored files go (created if missing)")
     p.add_argument("--suffix", help="write every output with this suffix, e.g. .mkv (default: the input's)")
     p.add_argument("--summary", type=Path, help="the JSON summary (default: OUT_DIR/streamfix-batch.json)")
-    p.add_argument("--config", type=Path, help="run config (YAML); flags override it")
-    p.add_argument("--model", help="bundled model name or weights file (default: chosen per input)")
-    p.add_argument("--engine", choices=ENGINE_NAMES, help="inference backend (default: auto)")
-    p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--batch", type=positive_int, help="frames per engine call")
-    p.add_argument("--codec", help="video encoder, e.g. libx264, ffv1")
-    p.add_argument("--crf", type=int, help="encoder quality (x264: 0-51, lower is better)")
-    p.add_argument("--preset", help="encoder preset, e.g. veryfast, medium")
+    p.add_argument("--config", type=Path,
+                   help="run config (YAML) for every file: model, engine, encoder, scale (see configs/)")
     p.add_argument("--quiet", action="store_true", help="print only the per-file lines and errors")
     add_scale_flags(p)
 
@@ -99,9 +91,7 @@ def add_batch(sub: argparse._SubParsersAction) -> None:
 def _batch_config(args: argparse.Namespace) -> Any:
     from streamfix.pipeline.run_config import load_run_config, with_overrides
 
-    return with_overrides(load_run_config(args.config), model=args.model, engine=args.engine, device=args.device,
-                          batch=args.batch, encode={"codec": args.codec, "crf": args.crf, "preset": args.preset},
-                          scale=scale_overrides(args))
+    return with_overrides(load_run_config(args.config), scale=scale_overrides(args))
 
 
 def cmd_batch(args: argparse.Namespace) -> int:

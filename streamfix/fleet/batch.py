@@ -28,12 +28,13 @@ from typing import Any
 
 import av
 
-from streamfix.core.errors import InputError, OutputError, StreamfixError
+from streamfix.core.errors import OutputError, StreamfixError
 from streamfix.core.weights import resolve
 from streamfix.fleet.batch_inputs import BatchItem
 from streamfix.media import stills
 from streamfix.restore.restorer import choose_model
 from streamfix.segments.job import SegmentedFile
+from streamfix.segments.keyframes import open_video
 from streamfix.segments.piece_worker import FileRecord, FileTask, TaskCrash
 from streamfix.segments.workdir import options_digest
 
@@ -75,14 +76,7 @@ def _probe(path: Path) -> tuple[Any, float | None, int]:
     """(what choose_model needs, duration in seconds, frame-count estimate)."""
     if stills.sniff_still(path):
         return SimpleNamespace(codec_name="jpeg", is_still=True), None, 1
-    try:
-        container = av.open(str(path))
-    except av.error.FFmpegError as exc:
-        raise InputError(f"cannot be read as a video ({exc.strerror}); it is not a media file, "
-                         f"or it is truncated or corrupt") from None
-    with container:
-        if not container.streams.video:
-            raise InputError("has no video stream")
+    with open_video(path) as container:
         stream = container.streams.video[0]
         duration = container.duration / av.time_base if container.duration else None
         rate = stream.average_rate or stream.guessed_rate
@@ -97,7 +91,8 @@ class Batch:
                  report: Callable[[str], None] = print, log: Callable[[str], None] = print) -> None:
         self.items, self.config, self.summary = items, config, summary
         self._report, self._log = report, log
-        self.outcomes: dict[str, FileOutcome] = {str(i.source): FileOutcome(str(i.source), str(i.target))
+        # Keyed by the absolute path the tasks carry.
+        self.outcomes: dict[str, FileOutcome] = {str(i.source.absolute()): FileOutcome(str(i.source), str(i.target))
                                                  for i in items}
         self._jobs: dict[str, SegmentedFile] = {}
         self._tasks: list[Any] = []
@@ -111,7 +106,7 @@ class Batch:
         tasks: list[Any] = []
         frames = 0
         for item in self.items:
-            outcome = self.outcomes[str(item.source)]
+            outcome = self.outcomes[str(item.source.absolute())]
             try:
                 planned, count = self._plan_file(item, outcome)
             except StreamfixError as exc:
@@ -146,12 +141,13 @@ class Batch:
                                                                                 segment_seconds=seconds))
             job = SegmentedFile(item.source, item.target, config, log=self._log)
             if len(job.plan()) > 1:
-                self._jobs[str(item.source)] = job
+                self._jobs[str(item.source.absolute())] = job
                 pieces = job.tasks()
                 outcome.pieces = len(job.pieces)
                 return pieces, sum(t.frames for t in pieces)
             return [job.whole_task()], job.index.frames
-        return [FileTask(str(item.source), str(item.target), model, self.config, frames=frames)], frames
+        return [FileTask(str(item.source.absolute()), str(item.target.absolute()), model, self.config,
+                         frames=frames)], frames
 
     # --- running ----------------------------------------------------------------
 
@@ -196,8 +192,9 @@ class Batch:
     def _ended(self, outcome: FileOutcome, status: str, *, error: str | None = None) -> None:
         """Record and report how a file ended (an error's own copy of the path goes: the
         line names the file first)."""
-        if error is not None and error.startswith(f"{outcome.input}: "):
-            error = error[len(outcome.input) + 2:]
+        for named in (outcome.input, str(Path(outcome.input).absolute())):
+            if error is not None and error.startswith(f"{named}: "):
+                error = error[len(named) + 2:]
         outcome.status, outcome.error = status, error
         self._report(outcome.line())
         self._write_summary()

@@ -30,6 +30,7 @@ from streamfix.core.errors import InputError, OptionError
 from streamfix.core.weights import resolve
 from streamfix.media import endpoints, stills
 from streamfix.media.writer import check_writable
+from streamfix.pipeline.run_result import RunResult
 from streamfix.restore.restorer import choose_model
 from streamfix.segments.join import check_copies, join_pieces
 from streamfix.segments.keyframes import KeyframeIndex, index_file
@@ -48,27 +49,29 @@ class PiecesInterrupted(KeyboardInterrupt):
 
 
 @dataclasses.dataclass(slots=True)
-class SegmentedResult:
-    """What a segmented run did; `to_dict()` is its `--stats` JSON."""
+class SegmentedResult(RunResult):
+    """A RunResult (the `--stats` JSON) with the pieces' side of the run added."""
 
-    input: str
-    output: str
-    frames_out: int = 0
-    restored: int = 0
-    passed_through: int = 0
-    seconds: float = 0.0
     pieces: int = 1
-    reused: int = 0
-    engine: str | None = None
+    reused: int = 0  # pieces a previous run had finished
     workers: int = 1
     executor: str = "local"
 
-    @property
-    def fps(self) -> float:
-        return self.frames_out / self.seconds if self.seconds > 0 else 0.0
+    @classmethod
+    def of(cls, source: Any, target: Any, *, frames: int, restored: int, passed_through: int, seconds: float,
+           engine: str | None, **pieces: Any) -> "SegmentedResult":
+        restore = {"restored": restored, "passed_through": passed_through, "engine": engine}
+        return cls(input=str(source), output=str(target), frames_in=frames, frames_out=frames, seconds=seconds,
+                   stage_stats={"restore": restore}, **pieces)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "seconds": round(self.seconds, 3), "fps": round(self.fps, 3)}
+        return {**RunResult.to_dict(self), "pieces": self.pieces, "reused": self.reused, "workers": self.workers,
+                "executor": self.executor}
+
+
+def _absolute(path: str | Path) -> str:
+    """Tasks carry absolute paths: a worker's current folder is not the caller's (Ray)."""
+    return str(Path(path).absolute())
 
 
 def check_segmentable(source: Any, target: Any) -> None:
@@ -116,13 +119,14 @@ class SegmentedFile:
         return str(self.config.model) if self.config.model is not None else choose_model(info)
 
     def whole_task(self) -> FileTask:
-        return FileTask(self.source, str(self.target), self.model, self.config, frames=self.index.frames)
+        return FileTask(_absolute(self.source), _absolute(self.target), self.model, self.config,
+                        frames=self.index.frames)
 
     def tasks(self) -> list[PieceTask]:
         """Open the work folder and list the pieces still to restore (after `plan`)."""
         check_copies(self.source, self.target, self.config)
         workdir = Path(self.config.scale.workdir) if self.config.scale.workdir else default_workdir(self.target)
-        self.work = WorkFolder(workdir, output_suffix=self.target.suffix, input_suffix=Path(self.source).suffix)
+        self.work = WorkFolder(workdir.absolute(), output_suffix=self.target.suffix, input_suffix=Path(self.source).suffix)
         self.work.open()
         options = options_digest(self.config, resolve(self.model))
         source_stat = Path(self.source).stat()
@@ -133,7 +137,7 @@ class SegmentedFile:
         todo = self.work.start(plan, self.pieces, options)
         self.records = dict(self.work.records)
         pts = self.index.frame_pts
-        return [PieceTask(source=self.source, format_name=self.index.format_name, piece=p,
+        return [PieceTask(source=_absolute(self.source), format_name=self.index.format_name, piece=p,
                           packet_pts=pts[p.first_packet:p.first_packet + p.packets],
                           input_path=str(self.work.input_of(p)), output_path=str(self.work.output_of(p)),
                           options=options, model=self.model, config=self.config) for p in todo]
@@ -156,12 +160,12 @@ class SegmentedFile:
 
     def summary(self, seconds: float, workers: int) -> SegmentedResult:
         records = [self.records[p.index] for p in self.pieces]
-        return SegmentedResult(input=self.source, output=str(self.target), frames_out=self.index.frames,
-                               restored=sum(r.restored for r in records),
-                               passed_through=sum(r.passed_through for r in records), seconds=seconds,
-                               pieces=len(self.pieces), reused=len(records) - self._done_now,
-                               engine=next((r.engine for r in records if r.engine), None), workers=workers,
-                               executor=self.config.scale.executor)
+        return SegmentedResult.of(self.source, self.target, frames=self.index.frames,
+                                  restored=sum(r.restored for r in records),
+                                  passed_through=sum(r.passed_through for r in records), seconds=seconds,
+                                  engine=next((r.engine for r in records if r.engine), None), pieces=len(self.pieces),
+                                  reused=len(records) - self._done_now, workers=workers,
+                                  executor=self.config.scale.executor)
 
 
 def restore_in_pieces(source: str | Path, target: str | Path, config: Any, executor: Any, *,
@@ -205,10 +209,10 @@ def restore_in_pieces(source: str | Path, target: str | Path, config: Any, execu
                 raise PiecesInterrupted(len(job.records), len(pieces), job.work.path) from None
         if len(pieces) == 1:
             record = results[0]
-            return SegmentedResult(input=str(source), output=str(target), frames_out=record.frames,
-                                   restored=record.restored, passed_through=record.passed_through,
-                                   seconds=time.perf_counter() - start, engine=record.engine,
-                                   workers=getattr(executor, "workers", 1), executor=config.scale.executor)
+            return SegmentedResult.of(source, target, frames=record.frames, restored=record.restored,
+                                      passed_through=record.passed_through, seconds=time.perf_counter() - start,
+                                      engine=record.engine, workers=getattr(executor, "workers", 1),
+                                      executor=config.scale.executor)
         job.join()
         return job.summary(time.perf_counter() - start, getattr(executor, "workers", 1))
     finally:

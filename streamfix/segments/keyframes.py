@@ -151,17 +151,23 @@ class _GopBuilder:
                    self.hash.hexdigest())
 
 
-def index_file(path: str | Path) -> KeyframeIndex:
-    """Read every video packet of `path` once (nothing is decoded); see the module docstring."""
-    path = Path(path)
+def open_video(path: str | Path) -> av.container.InputContainer:
+    """`path` opened for demuxing; InputError (one line) if it holds no video."""
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as exc:
         raise InputError(f"{path}: cannot be read as a video ({exc.strerror}); it is not a media file, "
                          f"or it is truncated or corrupt") from None
-    with container:
-        if not container.streams.video:
-            raise InputError(f"{path}: has no video stream; streamfix restores video and still images only")
+    if not container.streams.video:
+        container.close()
+        raise InputError(f"{path}: has no video stream; streamfix restores video and still images only")
+    return container
+
+
+def index_file(path: str | Path) -> KeyframeIndex:
+    """Read every video packet of `path` once (nothing is decoded); see the module docstring."""
+    path = Path(path)
+    with open_video(path) as container:
         stream = container.streams.video[0]
         codec = stream.codec_context.name
         length_size = _nal_length_size(codec, stream.codec_context.extradata)

@@ -179,15 +179,18 @@ def bench_engines(config: BenchConfig, log=print) -> list[EngineRow]:
     return rows
 
 
-def make_clip(path: Path, width: int, height: int, frames: int) -> Path:
+def make_clip(path: Path, width: int, height: int, frames: int, gop: int | None = None) -> Path:
     """An H.264 clip of a slowly panning test picture at CRF 40 (every frame's mean QP
-    is well above the level the QP model leaves alone)."""
+    is well above the level the QP model leaves alone); `gop`: a keyframe every `gop`
+    frames exactly (segmented runs cut there), else x264's own choice."""
     import av
 
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"crf": "40", "preset": "veryfast"}
+        if gop is not None:
+            stream.options = {**stream.options, "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
         for i in range(frames):
             luma = (sample_picture(width, height, shift=3 * i) * 255).astype(np.uint8)
             frame = av.VideoFrame.from_ndarray(luma, format="gray").reformat(format="yuv420p")

@@ -31,7 +31,7 @@ LOWER = {
     "segments": {"core", "engines", "media", "restore", "pipeline", "serve", "streamfix"},
     "fleet": {"core", "engines", "media", "restore", "pipeline", "serve", "segments", "streamfix"},
     "train": {"core", "engines", "media", "restore", "quality"},
-    "benchmarks": {"core", "engines", "media", "restore", "quality", "pipeline", "serve", "train"},
+    "benchmarks": {"core", "engines", "media", "restore", "quality", "pipeline", "serve", "train", "segments", "fleet"},
     "streamfix": {"core", "engines", "restore", "pipeline", "serve"},
 }
 

@@ -1,17 +1,18 @@
 """Local worker processes: a worker that dies is replaced and its piece tried again; a
 piece that keeps failing ends the run with its time range named; a user's mistake is
-reported once, in one line, without retries."""
+reported once, in one line, without retries (also: no Ray, no file to join into)."""
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import pytest
 
 import mediagen as mg
 from segtools import lossless  # noqa: F401 - a fixture
 from segtools import BLOCKY_GOPS, assert_same_output, segmented, single_pass
-from streamfix.core.errors import StreamfixError
+from streamfix.core.errors import OptionError, StreamfixError
 from streamfix.fleet.jobs import run_in_pieces
 from streamfix.segments.piece_worker import TaskCrash
 
@@ -55,3 +56,19 @@ def test_a_bad_option_is_one_error_not_retried(tmp_path, clip, cpu_config):
     with pytest.raises(StreamfixError, match="piece 0 .*no-such-codec") as failure:
         run_in_pieces(clip.path, tmp_path / "out.mkv", segmented(config, workers=1), log=lines.append)
     assert "\n" not in str(failure.value) and not any("trying again" in line for line in lines)
+
+
+def test_asking_for_ray_without_it_says_how_to_install_it(monkeypatch, tmp_path, clip, lossless):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(OptionError, match=r'pip install "streamfix\[ray\]"'):
+        run_in_pieces(clip.path, tmp_path / "out.mkv", segmented(lossless, executor="ray"), log=lambda m: None)
+
+
+@pytest.mark.parametrize("target, needle", [("-", "writes a file"), ("out.png", "an image holds one frame")])
+def test_segments_need_a_file_to_join_into(tmp_path, capsys, clip, target, needle):
+    from streamfix.cli.main import main
+
+    code = main(["run", str(clip.path), target if target == "-" else str(tmp_path / target),
+                 "--segment-seconds", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and needle in err[0] and err[0].startswith("streamfix: error:")

@@ -20,7 +20,7 @@ import mediagen as mg
 from segtools import lossless  # noqa: F401 - a fixture
 from segtools import BLOCKY_GOPS, InProcess, assert_same_output, segmented, single_pass
 from streamfix.core.errors import OptionError
-from streamfix.segments.job import restore_in_pieces
+from streamfix.segments.job import PiecesInterrupted, restore_in_pieces
 
 TESTS = Path(__file__).resolve().parent
 
@@ -134,3 +134,20 @@ def test_sigkill_at_60_percent_then_the_same_command_finishes_the_rest(tmp_path,
     assert result["reused"] == killed_at and result["pieces"] == 5
     single_pass(clip.path, tmp_path / "single.mkv", lossless)
     assert_same_output(out, tmp_path / "single.mkv")
+
+
+class _InterruptedAfterOne(InProcess):
+    """Ctrl-C once the first piece is in."""
+
+    def run(self, tasks, *, done, progress=lambda frames: None):
+        super().run(tasks[:1], done=done, progress=progress)
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_keeps_the_finished_pieces_and_says_how_to_go_on(tmp_path, clip, lossless):
+    with pytest.raises(PiecesInterrupted, match="1 of 4 pieces are restored and kept in .*out.mkv.pieces; run the same"):
+        restore_in_pieces(clip.path, tmp_path / "out.mkv", segmented(lossless), _InterruptedAfterOne(),
+                          log=lambda m: None)
+    assert not (tmp_path / "out.mkv").exists()
+    result, executor = _restore(clip.path, tmp_path / "out.mkv", lossless)
+    assert result.reused == 1 and len(executor.ran) == 3

@@ -27,6 +27,7 @@ from typing import Any
 from streamfix.segments.piece_worker import PieceWorker, TaskCrash, TaskError
 
 POLL_S = 0.2
+CHECK_S = 1.0  # how often the driver looks for workers that died
 PROGRESS_EVERY_S = 0.5
 
 
@@ -116,16 +117,21 @@ class LocalExecutor:
         self._reported = [0] * len(tasks)  # frames counted for each task's current attempt
         self._ended = [False] * len(tasks)
         slots = [_Slot(context, outbox, device, self.cpu_cores) for device in self.devices[:len(tasks)]]
+        checked = time.monotonic()
         try:
             while not all(self._ended):
                 for slot in slots:
                     if slot.task is None and self._waiting:
                         slot.task = self._waiting.popleft()
                         slot.inbox.put((slot.task, tasks[slot.task]))
+                # Busy workers keep the outbox full of progress: look for dead ones
+                # on the clock, not only when it runs dry.
+                if time.monotonic() - checked >= CHECK_S:
+                    self._replace_dead(slots, context)
+                    checked = time.monotonic()
                 try:
                     kind, number, payload = outbox.get(timeout=POLL_S)
                 except queue.Empty:
-                    self._replace_dead(slots, context)
                     continue
                 if kind == "log":
                     self._log_once(payload)

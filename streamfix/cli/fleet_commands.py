@@ -14,10 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from streamfix.cli.args import positive_float, positive_int
-from streamfix.core.errors import OptionError, OutputError
+from streamfix.core.errors import OutputError
+
+BATCH_DESCRIPTION = """Restore every video and image in INPUT (files, folders, or *.txt lists of paths)
+into --out-dir, long files in pieces, on local worker processes or a Ray cluster. One line
+per file, a JSON summary in the output folder; a rerun skips the files already restored."""
+SERVE_DESCRIPTION = """Restore every channel (input URL -> output URL) listed in CHANNELS.yaml as a
+long-lived live pipeline, restarted with backoff when it ends or fails; edits to the file
+add, remove or change channels without stopping the others. Metrics for all channels on
+one Prometheus endpoint (metrics_port). Runs until Ctrl-C or SIGTERM."""
 
 
-def add_scale_flags(p: argparse.ArgumentParser) -> None:
+def add_scale_flags(p: argparse.ArgumentParser, *, workdir: bool = True) -> None:
+    """The `scale:` flags; `workdir`: also --workdir (one file's work folder: not for batches)."""
     g = p.add_argument_group("scale", "restore a file in pieces on several workers (README: Scale)")
     g.add_argument("--segment-seconds", type=positive_float, metavar="S",
                    help="cut the input at keyframes into pieces of at least S seconds, restore them in "
@@ -28,8 +37,9 @@ def add_scale_flags(p: argparse.ArgumentParser) -> None:
                    help="local: processes on this machine (default); ray: a Ray cluster")
     g.add_argument("--ray-address", metavar="ADDR",
                    help="an existing Ray cluster, e.g. ray://head:10001 (default: Ray on this machine)")
-    g.add_argument("--workdir", type=Path, metavar="DIR",
-                   help="where pieces and their manifest live (default: OUTPUT.pieces beside the output)")
+    if workdir:
+        g.add_argument("--workdir", type=Path, metavar="DIR",
+                       help="where pieces and their manifest live (default: OUTPUT.pieces beside the output)")
     g.add_argument("--keep-pieces", action="store_true", default=None,
                    help="keep the work folder after the output is joined")
 
@@ -66,7 +76,8 @@ def cmd_run_in_pieces(args: argparse.Namespace, config: Any) -> int:
     if not args.quiet:
         reused = f", {result.reused} reused" if result.reused else ""
         print(f"streamfix: wrote {args.output}: {result.frames_out} frames ({result.restored} restored, "
-              f"{result.passed_through} passed through) in {result.pieces} pieces{reused} on {result.workers} "
+              f"{result.passed_through} passed through) in {result.pieces} piece{'s' if result.pieces != 1 else ''}"
+              f"{reused} on {result.workers} "
               f"{result.executor} workers in {result.seconds:.1f} s, {result.fps:.1f} fps, engine {result.engine}",
               file=sys.stderr)
     return 0
@@ -74,10 +85,7 @@ def cmd_run_in_pieces(args: argparse.Namespace, config: Any) -> int:
 
 def add_batch(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("batch", help="restore many files on a pool of workers (this machine or Ray)",
-                       description="Restore every video and image in INPUT (files, folders, or *.txt lists of "
-                                   "paths) into --out-dir, long files in pieces, on local worker processes or a "
-                                   "Ray cluster. One line per file, a JSON summary in the output folder; a rerun "
-                                   "skips the files already restored.")
+                       description=BATCH_DESCRIPTION)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="a file, a folder, or a text file of paths (*.txt)")
     p.add_argument("--out-dir", required=True, type=Path, help="where the restored files go (created if missing)")
     p.add_argument("--suffix", help="write every output with this suffix, e.g. .mkv (default: the input's)")
@@ -85,7 +93,7 @@ def add_batch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path,
                    help="run config (YAML) for every file: model, engine, encoder, scale (see configs/)")
     p.add_argument("--quiet", action="store_true", help="print only the per-file lines and errors")
-    add_scale_flags(p)
+    add_scale_flags(p, workdir=False)
 
 
 def _batch_config(args: argparse.Namespace) -> Any:
@@ -99,8 +107,6 @@ def cmd_batch(args: argparse.Namespace) -> int:
     was already), 2 when some failed (each named on its line and in the summary)."""
     from streamfix.fleet.jobs import run_batch
 
-    if args.workdir is not None:
-        raise OptionError("--workdir names one file's work folder; batch keeps one beside each output")
     config = _batch_config(args)
     outcomes = run_batch(args.inputs, args.out_dir, config, suffix=args.suffix, summary=args.summary,
                          quiet=args.quiet, report=lambda line: print(line, flush=True))
@@ -115,11 +121,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 def add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="keep the live channels of CHANNELS.yaml restored (this machine or Ray)",
-                       description="Restore every channel (input URL -> output URL) listed in CHANNELS.yaml as a "
-                                   "long-lived live pipeline, restarted with backoff when it ends or fails; edits "
-                                   "to the file add, remove or change channels without stopping the others. "
-                                   "Metrics for all channels on one Prometheus endpoint (metrics_port). Runs "
-                                   "until Ctrl-C or SIGTERM.")
+                       description=SERVE_DESCRIPTION)
     p.add_argument("channels", type=Path, metavar="CHANNELS.yaml", help="the channels (see README: Scale)")
     p.add_argument("--config", type=Path, help="run config every channel starts from (the file's `config:` wins)")
     p.add_argument("--executor", choices=("local", "ray"), default="local",

@@ -181,8 +181,8 @@ def restore_in_pieces(source: str | Path, target: str | Path, config: Any, execu
     pieces = job.plan()
     progress = progress_for(job.index.frames) if progress_for is not None else None
     if len(pieces) == 1:
-        log(f"streamfix: {source}: one piece ({job.index.frames} frames, no safe cut "
-            f"{config.scale.segment_seconds:g} s apart); restoring it in one pass")
+        log(f"streamfix: {source}: one piece ({job.index.frames} frames: no safe cut leaves pieces of at least "
+            f"{config.scale.segment_seconds:g} s); restoring it in one pass")
         tasks: list[Any] = [job.whole_task()]
     else:
         tasks = job.tasks()

@@ -46,3 +46,9 @@ class Fallback:
 
     def __str__(self) -> str:
         return f"engine {self.engine} not used: {self.reason}"
+
+
+def one_line(message: object) -> str:
+    """The first non-empty line of a message: reasons are shown one line each."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    return lines[0] if lines else "no reason given"

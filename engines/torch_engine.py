@@ -75,6 +75,7 @@ class TorchEngine:
         on_cuda = self.device.startswith("cuda")
         self._half = on_cuda and config.fp16 is not False
         self._bf16 = not on_cuda and config.cpu_bf16
+        self.precision = "fp16" if self._half else "bf16" if self._bf16 else "fp32"
         self._channels_last = config.channels_last
         self._model = model
         self._in_channels = model.args.channels + model.args.cond_channels

@@ -79,7 +79,8 @@ def test_unwritable_outputs_give_one_line(tmp_path, capsys, clip, target, needle
 @pytest.mark.parametrize("flags, needle", [
     (["--batch", "0"], "--batch: must be 1 or more"),
     (["--crf", "abc"], "--crf: expected a whole number"),
-    (["--engine", "openvino"], "--engine: invalid choice"),
+    (["--engine", "tflite"], "--engine: invalid choice"),
+    (["--precision", "fp8"], "--precision: invalid choice"),
     (["--tile", "-1"], "--tile: must be 0 or more"),
     (["--crf", "99"], "crf 99 is out of range"),
     (["--bitrate", "fast"], "bitrate 'fast' is not a number"),

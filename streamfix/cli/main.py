@@ -16,7 +16,7 @@ from pathlib import Path
 from streamfix.cli.args import non_negative_int, port, positive_float, positive_int
 from streamfix.cli.machine import add_engine, add_info, cmd_engine, cmd_info
 from streamfix.core.errors import OutputError, StreamfixError
-from streamfix.core.options import CHROMA_MODES, ENGINE_NAMES
+from streamfix.core.options import CHROMA_MODES, ENGINE_NAMES, PRECISION_NAMES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,6 +55,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="run config (YAML), e.g. configs/fast-cpu.yaml")
     p.add_argument("--model", help="bundled model name or weights file (default: chosen per input)")
     p.add_argument("--engine", choices=ENGINE_NAMES, help="inference backend (default: auto)")
+    p.add_argument("--precision", choices=PRECISION_NAMES,
+                   help="what the CPU engines compute in (default: auto, the fastest that keeps the gain)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch", type=positive_int, help="frames per engine call")
     p.add_argument("--tile", type=non_negative_int, help="tile side in pixels (0: whole frames)")
@@ -113,7 +115,7 @@ def _run_config(args: argparse.Namespace):
     input_options = {**config.input.options, **parse_options(args.input_option, "--input-option")}
     output_options = {**config.output.options, **parse_options(args.output_option, "--output-option")}
     return with_overrides(
-        config, model=args.model, engine=args.engine, device=args.device,
+        config, model=args.model, engine=args.engine, precision=args.precision, device=args.device,
         batch=args.batch, tile=args.tile, chroma=args.chroma, jpeg_quality=args.jpeg_quality,
         encode={"codec": args.codec, "crf": args.crf, "bitrate": args.bitrate, "preset": args.preset,
                 "pix_fmt": args.pix_fmt},
@@ -219,6 +221,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="encodings for --video, e.g. libx264:40 libx265:medium:40")
     p.add_argument("--model", help="model name or weights file (default: chosen per input, as in `run`)")
     p.add_argument("--engine", default="auto", choices=ENGINE_NAMES)
+    p.add_argument("--precision", default="auto", choices=PRECISION_NAMES)
     p.add_argument("--chroma", choices=CHROMA_MODES, help="what to do with colour planes")
     p.add_argument("--out", type=Path, default=Path("eval-out"), help="output folder (default: eval-out)")
 
@@ -226,7 +229,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from streamfix.quality.evaluate import VideoSetting, evaluate
 
-    options = {"model": args.model, "engine": args.engine}
+    options = {"model": args.model, "engine": args.engine, "precision": args.precision}
     if args.chroma:
         options["chroma"] = args.chroma
     evaluate(images=args.images, qualities=args.quality, videos=args.video,

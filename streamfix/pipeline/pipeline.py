@@ -110,7 +110,7 @@ class Pipeline:
     def _make_restorer(self) -> Restorer:
         c = self.config
         return Restorer(c.model, engine=self._engine or c.engine, device=c.device, batch=c.batch, tile=c.tile,
-                        chroma=c.chroma, ensemble=c.ensemble, jpeg_quality=c.jpeg_quality,
+                        chroma=c.chroma, ensemble=c.ensemble, jpeg_quality=c.jpeg_quality, precision=c.precision,
                         engine_configs=engine_configs(c), log=lambda message: self._emit(message))
 
     def _open_reader(self) -> MediaReader:

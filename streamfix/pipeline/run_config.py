@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from streamfix.core.options import BACKEND_NAMES, ChromaMode, EngineName, EnsembleMode
+from streamfix.core.options import BACKEND_NAMES, ChromaMode, EngineName, EnsembleMode, PrecisionName
 from streamfix.core.yaml_config import ConfigError, from_dict, load_yaml
 from streamfix.media.writer import EncodeConfig
 
@@ -98,6 +98,9 @@ class RunConfig:
     # for JPEG/MJPEG and stills, the QP-conditioned video model otherwise).
     model: str | None = None
     engine: EngineName = "auto"
+    # auto, fp32, bf16, int8 (core/options.py). auto with engine auto on a CPU: the
+    # fastest engine and precision that keep the restoration gain, measured once.
+    precision: PrecisionName = "auto"
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     batch: int = 4  # frames per engine call
     # A partial batch waits at most this long for more frames, so batching never

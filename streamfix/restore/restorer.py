@@ -185,7 +185,7 @@ class Restorer:
     def __init__(self, model: str | Path | None = None, *, engine: str | Any = "auto", device: str = "auto",
                  batch: int = 4, tile: int = 0, chroma: str = "passthrough",
                  jpeg_quality: int | None = None, engine_configs: Mapping[str, Any] | None = None,
-                 ensemble: str = "stills", log: Callable[[str], None] = print) -> None:
+                 ensemble: str = "stills", precision: str = "auto", log: Callable[[str], None] = print) -> None:
         if ensemble not in ENSEMBLE_MODES:
             raise ValueError(f"ensemble must be one of {ENSEMBLE_MODES}, got {ensemble!r}")
         if chroma not in CHROMA_MODES:
@@ -197,6 +197,7 @@ class Restorer:
             model, engine = self._given_engine.info.name, self._given_engine.name
         self._choice = model
         self._engine_name, self._device, self._batch, self._tile = engine, device, batch, tile
+        self._precision = precision  # auto, fp32, bf16, int8 (engines/precision.py)
         self.chroma = chroma
         # "stills": chroma through the luma model for still pictures only. Measured
         # (benchmarks/chroma.md): +0.7 dB Cb/Cr on JPEG q10 but only +0.13-0.16 dB on
@@ -244,15 +245,16 @@ class Restorer:
         if name not in self._loaded and self._given_engine is not None:
             self._loaded[name] = (self._given_engine.info, self._given_engine, [])
         if name not in self._loaded:
+            from streamfix.engines.precision import precision_of
             from streamfix.engines.select import choose  # engines pull in heavy optional packages
 
             model, info = load_model(name)
             engine, fallbacks = choose(model, info, engine=self._engine_name, device=self._device,
                                        max_batch=self._batch, tile=self._tile, log=self._log,
-                                       configs=self._engine_configs)
+                                       configs=self._engine_configs, precision=self._precision)
             engine.__enter__()
             self._loaded[name] = (info, engine, list(fallbacks))
-            self._log(f"streamfix: model {info.name}, engine {engine.name} on {engine.device}")
+            self._log(f"streamfix: model {info.name}, engine {engine.name} {precision_of(engine)} on {engine.device}")
         return self._loaded[name]
 
     def _model_for(self, strengths: Sequence[Strength]) -> str:

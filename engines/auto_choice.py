@@ -125,8 +125,11 @@ def _package_versions() -> dict[str, str | None]:
 
 
 def _options(config: Any) -> dict[str, str]:
-    """A candidate's options as they affect speed (the cache folder does not)."""
-    return {f.name: str(getattr(config, f.name)) for f in dataclasses.fields(config) if f.name != "cache_dir"}
+    """A candidate's options as they affect the choice. Not the cache folder, nor the
+    batch size: the time per frame hardly depends on it on a CPU (benchmarks/cpu.md),
+    and `streamfix info` must find the decision a run made with any batch."""
+    return {f.name: str(getattr(config, f.name)) for f in dataclasses.fields(config)
+            if f.name not in ("cache_dir", "max_batch")}
 
 
 def choice_key(model: CARDRN, candidates: Sequence[Candidate], calibration: CalibrationSet) -> dict:

@@ -133,7 +133,11 @@ def _quantize(float_graph: Path, path: Path, inputs: np.ndarray, settings: Int8S
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         nodes_to_exclude=exclude, calibrate_method=method)
         graph = onnx.load(str(tmp))
-        for k, v in (("streamfix.precision", "int8"), ("streamfix.int8_key", json.dumps(key, sort_keys=True))):
+        # The quantizer copies the float32 graph's metadata; say what this one is.
+        props = {p.key: p.value for p in graph.metadata_props}
+        props.update({"streamfix.precision": "int8", "streamfix.int8_key": json.dumps(key, sort_keys=True)})
+        del graph.metadata_props[:]
+        for k, v in props.items():
             entry = graph.metadata_props.add()
             entry.key, entry.value = k, v
         onnx.save(graph, str(tmp))

@@ -3,8 +3,10 @@
     python benchmarks/bench.py                     # same as: streamfix bench
     streamfix bench --engines onnxruntime --sizes 854x480 --batches 1 --repeats 2
 
-Two measurements, printed as markdown tables (benchmarks/cpu.md records them):
+Three measurements, printed as markdown tables (benchmarks/cpu.md records them):
 
+0. On a CPU, every engine x precision x model with the gain each keeps, its peak
+   memory and the fraction of the CPU's peak it reaches (benchmarks/cpu_grid.py).
 1. Engine only: `engine.infer` on a batch already in memory, through the same
    `choose()` wrapper the pipeline uses; the median of `repeats` calls after
    `warmup` calls (the first call allocates buffers and picks kernels). A quality
@@ -46,6 +48,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # pipeline's decode and encode threads.
     "onnxruntime-nospin": ("onnxruntime", {"spinning": False}),
     "onnxruntime-fp16": ("onnxruntime", {"fp16": True}),
+    "onnxruntime-int8": ("onnxruntime", {"int8": True}),
+    "openvino": ("openvino", {}),
+    "openvino-int8": ("openvino", {"precision": "int8"}),
     # Timed only once its engine is built: while building, TensorRT would serve
     # frames with its PyTorch standby and the numbers would be PyTorch's.
     "tensorrt": ("tensorrt", {"while_building": "wait"}),
@@ -66,6 +71,11 @@ class BenchConfig:
     pipeline_frames: int = 20  # 0 skips the end-to-end measurement
     pipeline_size: tuple[int, int] = (854, 480)
     pipeline_batch: int = 4
+    # The engine x precision x model table (CPU only); empty grid_engines: every engine.
+    grid: bool = True
+    models: tuple[str, ...] = ("video-x264-qp", "jpeg-y-blind")
+    precision: str = "auto"  # auto: every precision this CPU offers
+    grid_engines: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -132,7 +142,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def _options(variant: str, threads: int) -> tuple[str, dict[str, Any]]:
     name, options = VARIANTS[variant]
-    if threads and name in ("torch", "onnxruntime"):
+    if threads and name in ("torch", "onnxruntime", "openvino"):
         options = {**options, "threads": threads}
     return name, options
 
@@ -302,10 +312,14 @@ def machine_line() -> str:
 def run(config: BenchConfig, log=print) -> str:
     """Run both measurements; log progress lines and return the markdown report."""
     log(f"machine: {machine_line()}")
-    engine_rows = bench_engines(config, log)
     threads = config.threads or "default"
-    report = (f"Machine: {machine_line()}\n\nEngine only, model {config.model}, threads {threads}:\n\n"
-              f"{engine_table(engine_rows)}\n")
+    report = f"Machine: {machine_line()}\n\n"
+    if config.grid:
+        from streamfix.benchmarks.cpu_grid import grid_report
+
+        report += grid_report(config, log)
+    engine_rows = bench_engines(config, log)
+    report += f"Engine only, model {config.model}, threads {threads}:\n\n{engine_table(engine_rows)}\n"
     if config.pipeline_frames:
         pipeline_rows = bench_pipeline(config, engine_rows, log)
         if pipeline_rows:
@@ -327,6 +341,8 @@ def _list(kind):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from streamfix.core.options import PRECISION_NAMES
+
     d = BenchConfig()
     parser.add_argument("--model", default=d.model, help=f"model name or weights file (default {d.model})")
     parser.add_argument("--engines", type=_list(str), default=d.variants,
@@ -342,11 +358,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frames of the end-to-end clip; 0 skips it")
     parser.add_argument("--pipeline-batch", type=int, default=d.pipeline_batch)
     parser.add_argument("--pipeline-size", type=_size, default=d.pipeline_size)
+    parser.add_argument("--models", type=_list(str), default=d.models, help="models of the engine x precision table")
+    parser.add_argument("--precision", default=d.precision, choices=PRECISION_NAMES,
+                        help="precision of that table; auto: every one this CPU offers")
+    parser.add_argument("--grid-engines", type=_list(str), default=d.grid_engines, help="engines of that table")
+    parser.add_argument("--no-grid", dest="grid", action="store_false", help="skip that table")
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
     from streamfix.core.errors import OptionError
+    from streamfix.core.options import BACKEND_NAMES
 
+    unknown_engine = [e for e in args.grid_engines if e not in BACKEND_NAMES]
+    if unknown_engine:
+        raise OptionError(f"unknown engine {unknown_engine[0]!r} for --grid-engines: use {', '.join(BACKEND_NAMES)}")
     unknown = [v for v in args.engines if v not in VARIANTS]
     if unknown:
         raise OptionError(f"unknown engine {unknown[0]!r} for bench: use {', '.join(VARIANTS)}")
@@ -360,7 +385,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     return BenchConfig(model=args.model, variants=args.engines, sizes=args.sizes, batches=args.batches,
                        repeats=args.repeats, warmup=args.warmup, device=args.device, threads=args.threads,
                        pipeline_frames=args.pipeline_frames, pipeline_size=args.pipeline_size,
-                       pipeline_batch=args.pipeline_batch)
+                       pipeline_batch=args.pipeline_batch, grid=args.grid, models=args.models,
+                       precision=args.precision, grid_engines=args.grid_engines)
 
 
 def main(argv: list[str] | None = None) -> int:

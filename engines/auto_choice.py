@@ -87,9 +87,12 @@ class Choice:
     def precision(self) -> str:
         return self.label.split()[1]
 
-    def line(self) -> str:
+    def summary(self) -> str:
         when = f"cached, measured {self.measured_at}" if self.from_cache else f"measured now, {self.measured_at}"
-        return f"engine auto on this CPU: {self.label}: {self.reason} ({when})"
+        return f"{self.label}: {self.reason} ({when})"
+
+    def line(self) -> str:
+        return f"engine auto on this CPU: {self.summary()}"
 
 
 def decide(measurements: Sequence[Measurement], reference_gain_db: float,

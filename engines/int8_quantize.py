@@ -7,13 +7,17 @@ graph on the built-in calibration set: real x264 and JPEG crops with their QP or
 quality planes (engines/calibration_set.py), not noise. ONNX Runtime fuses the pairs
 into integer convolutions; OpenVINO reads the same graph as its own int8 model.
 
-Layers named in `keep_float` stay in float32. They are named by their role in
-CAR-DRN (core/network.py), so the choice holds for every width of the network:
+Layers named in `keep_float` stay in float32. They are named as in CAR-DRN
+(core/network.py: the convolutions in order, and the two skips), so the choice holds
+for every width of the network:
 
-    extract       the first convolution (its input is the 8-bit picture + condition)
-    reconstruct   the last convolution (it predicts the residual, a few code values)
-    local_skip    the residual block's Add
-    global_skip   the final Add of input and residual
+    extract             the first convolution (its input: the 8-bit picture + condition)
+    map, res_a, res_b, res_c
+                        the 64-channel layers: ~87% of the multiply-adds
+    enhance, map2       the 16-channel layers
+    reconstruct         the last convolution (it predicts the residual, a few code values)
+    local_skip          the residual block's Add
+    global_skip         the final Add of input and residual
 
 Which to keep was measured (benchmarks/int8_layers.py, results in benchmarks/cpu.md).
 
@@ -37,13 +41,16 @@ import numpy as np
 import onnx
 
 from streamfix.core.network import CARDRN
+from streamfix.core.weights import ModelInfo
 
-from streamfix.engines.calibration_set import CalibrationSet
+from streamfix.engines.base import EngineUnavailable
+from streamfix.engines.calibration_set import CalibrationSet, CalibrationUnavailable, calibration_set
 from streamfix.engines.onnx_export import INPUT_NAME, cached_onnx, model_sha256, safe_file_name
 
 # Bump when the graphs written here change for the same settings.
 QUANTIZE_VERSION = 1
-ROLES = ("extract", "reconstruct", "local_skip", "global_skip")
+CONVS = ("extract", "map", "res_a", "res_b", "res_c", "enhance", "map2", "reconstruct")
+ROLES = CONVS + ("local_skip", "global_skip")
 # Measured with benchmarks/int8_layers.py (benchmarks/cpu.md, "int8: which layers stay float").
 DEFAULT_KEEP_FLOAT: tuple[str, ...] = ("extract",)
 _CALIBRATION_BATCH = 8
@@ -70,9 +77,9 @@ def role_nodes(graph: onnx.ModelProto, roles: tuple[str, ...]) -> list[str]:
     nodes = list(graph.graph.node)
     convs = [n.name for n in nodes if n.op_type == "Conv"]
     adds = [n.name for n in nodes if n.op_type == "Add"]
-    if len(convs) < 2 or len(adds) != 2:
+    if len(convs) != len(CONVS) or len(adds) != 2:
         raise ValueError(f"not a CAR-DRN graph: {len(convs)} Conv and {len(adds)} Add nodes")
-    by_role = {"extract": convs[0], "reconstruct": convs[-1], "local_skip": adds[0], "global_skip": adds[1]}
+    by_role = {**dict(zip(CONVS, convs)), "local_skip": adds[0], "global_skip": adds[1]}
     return [by_role[role] for role in roles]
 
 
@@ -102,6 +109,16 @@ def cached_int8_onnx(model: CARDRN, name: str, cache_dir: Path, calibration: Cal
             pass
     float_graph = cached_onnx(model, name, cache_dir, opset=opset)
     return _quantize(float_graph, path, calibration.calibrate, settings, key)
+
+
+def int8_graph(model: CARDRN, info: ModelInfo, cache_dir: Path, settings: Int8Settings, *, opset: int = 17) -> Path:
+    """The engines' way in: the cached int8 graph calibrated on the built-in set, or
+    EngineUnavailable when that set cannot feed this model."""
+    try:
+        calibration = calibration_set(info)
+    except CalibrationUnavailable as exc:
+        raise EngineUnavailable(f"no int8 graph for this model: {exc}") from None
+    return cached_int8_onnx(model, info.name, cache_dir, calibration, settings, opset=opset)
 
 
 def _quantize(float_graph: Path, path: Path, inputs: np.ndarray, settings: Int8Settings, key: dict) -> Path:

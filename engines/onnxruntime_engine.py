@@ -23,8 +23,7 @@ from streamfix.core.weights import ModelInfo
 
 from streamfix.engines.base import EngineUnavailable
 from streamfix.engines import devices
-from streamfix.engines.calibration_set import CalibrationUnavailable, calibration_set
-from streamfix.engines.int8_quantize import Int8Settings, cached_int8_onnx
+from streamfix.engines.int8_quantize import Int8Settings, int8_graph
 from streamfix.engines.onnx_export import INPUT_NAME, OUTPUT_NAME, cached_onnx
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -150,12 +149,7 @@ class OnnxRuntimeEngine:
     def _graph(self, cache_dir: Path) -> Path:
         if not self.config.int8:
             return cached_onnx(self._model, self.info.name, cache_dir, fp16=self.fp16, opset=self.config.opset)
-        try:
-            calibration = calibration_set(self.info)
-        except CalibrationUnavailable as exc:
-            raise EngineUnavailable(f"no int8 graph for this model: {exc}") from None
-        return cached_int8_onnx(self._model, self.info.name, cache_dir, calibration, self.config.quantization,
-                                opset=self.config.opset)
+        return int8_graph(self._model, self.info, cache_dir, self.config.quantization, opset=self.config.opset)
 
     def __exit__(self, *exc: object) -> None:
         self._session = None

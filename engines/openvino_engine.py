@@ -29,8 +29,7 @@ from streamfix.core.weights import ModelInfo
 
 from streamfix.engines import devices
 from streamfix.engines.base import EngineUnavailable
-from streamfix.engines.calibration_set import CalibrationUnavailable, calibration_set
-from streamfix.engines.int8_quantize import Int8Settings, cached_int8_onnx
+from streamfix.engines.int8_quantize import Int8Settings, int8_graph
 from streamfix.engines.onnx_export import cached_onnx
 
 _HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8 graphs keep their float parts in f32
@@ -108,12 +107,7 @@ class OpenVinoEngine:
     def _graph(self, cache_dir: Path) -> Path:
         if self.precision != "int8":
             return cached_onnx(self._model, self.info.name, cache_dir, opset=self.config.opset)
-        try:
-            calibration = calibration_set(self.info)
-        except CalibrationUnavailable as exc:
-            raise EngineUnavailable(f"no int8 graph for this model: {exc}") from None
-        return cached_int8_onnx(self._model, self.info.name, cache_dir, calibration, self.config.quantization,
-                                opset=self.config.opset)
+        return int8_graph(self._model, self.info, cache_dir, self.config.quantization, opset=self.config.opset)
 
     def __enter__(self) -> "OpenVinoEngine":
         ov = _import_openvino()

@@ -51,8 +51,16 @@ from streamfix.engines.onnx_export import INPUT_NAME, cached_onnx, model_sha256,
 QUANTIZE_VERSION = 1
 CONVS = ("extract", "map", "res_a", "res_b", "res_c", "enhance", "map2", "reconstruct")
 ROLES = CONVS + ("local_skip", "global_skip")
-# Measured with benchmarks/int8_layers.py (benchmarks/cpu.md, "int8: which layers stay float").
-DEFAULT_KEEP_FLOAT: tuple[str, ...] = ("extract",)
+# Only the global skip stays float: the model's output is then the exact 8-bit input
+# plus an int8-computed residual, instead of a sum requantized on a uint8 grid that
+# does not fall on the picture's code values. Gain lost against float32 (dB), all
+# int8 -> global_skip float, check split / held-out (BasketballPass x264 CRF 40, LIVE1
+# q10): video -0.016/-0.013 -> -0.013/-0.011, JPEG -0.021/-0.015 -> -0.014/-0.012.
+# Also keeping the first and last convolutions or the 16-channel tail gained at most
+# 0.003 dB more, for ~10% more CPU time (extract alone is 6% of the multiply-adds).
+# `python -m streamfix.benchmarks.int8_layers --images ... --video ...`; table in
+# benchmarks/cpu.md, "int8: which layers stay float".
+DEFAULT_KEEP_FLOAT: tuple[str, ...] = ("global_skip",)
 _CALIBRATION_BATCH = 8
 
 

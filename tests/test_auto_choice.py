@@ -150,3 +150,21 @@ def test_a_named_precision_narrows_the_candidates(counting, monkeypatch, tmp_pat
     assert all(label.endswith(" fp32") for label in counting.runs[-1])
     with pytest.raises(OptionError, match="precision bf16 needs a CPU with bf16 units"):
         select.choose(model, info, device="cpu", precision="bf16", configs=configs, log=lambda line: None)
+
+
+def test_info_says_what_auto_picks_per_model_and_why(counting, monkeypatch, tmp_path, capsys):
+    from streamfix.cli.main import main
+    from streamfix.core.weights import load_model
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    counting.times["onnxruntime fp32"] = 0.5
+    model, info = load_model("video-x264-qp")
+    select.cpu_choice(model, info, measure=True, log=lambda line: None)
+    assert main(["info", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    start = out.index("engine auto on this CPU (engine x precision, timed once per machine):")
+    end = next(i for i in range(start + 1, len(out)) if not out[i].startswith("  "))
+    shown = {line.split()[0]: line for line in out[start + 1 : end]}
+    assert "video-x264-qp    onnxruntime fp32: fastest of " in shown["video-x264-qp"]
+    assert "cached, measured" in shown["video-x264-qp"]
+    assert "not measured yet" in shown["jpeg-y-blind"]

@@ -21,7 +21,7 @@ from streamfix.core.errors import OptionError
 from streamfix.core.network import CARDRN
 from streamfix.core.weights import ModelInfo
 
-from streamfix.engines.base import EngineUnavailable
+from streamfix.engines.base import EngineUnavailable, check_counts, float32_batch
 from streamfix.engines import devices
 from streamfix.engines.int8_quantize import Int8Settings, int8_graph
 from streamfix.engines.onnx_export import INPUT_NAME, OUTPUT_NAME, cached_onnx
@@ -55,10 +55,7 @@ class OnnxRuntimeConfig:
     def __post_init__(self) -> None:
         if self.int8 and self.fp16:
             raise ValueError("int8 and fp16 exclude each other")
-        if self.threads < 0:
-            raise ValueError(f"threads must be >= 0, got {self.threads}")
-        if self.max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
+        check_counts(threads=self.threads, max_batch=self.max_batch)
 
 
 def _import_onnxruntime():
@@ -157,9 +154,4 @@ class OnnxRuntimeEngine:
     def infer(self, batch: np.ndarray) -> np.ndarray:
         if self._session is None:
             raise RuntimeError("OnnxRuntimeEngine.infer called outside `with engine:`")
-        if batch.ndim != 4 or batch.shape[1] != self._in_channels:
-            raise ValueError(
-                f"expected a batch N x {self._in_channels} x H x W, got shape {tuple(batch.shape)}"
-            )
-        x = np.ascontiguousarray(batch, dtype=np.float32)
-        return self._session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        return self._session.run([OUTPUT_NAME], {INPUT_NAME: float32_batch(batch, self._in_channels)})[0]

@@ -28,7 +28,7 @@ from streamfix.core.network import CARDRN
 from streamfix.core.weights import ModelInfo
 
 from streamfix.engines import devices
-from streamfix.engines.base import EngineUnavailable
+from streamfix.engines.base import EngineUnavailable, check_counts, float32_batch
 from streamfix.engines.int8_quantize import Int8Settings, int8_graph
 from streamfix.engines.onnx_export import cached_onnx
 
@@ -46,10 +46,7 @@ class OpenVinoConfig:
     quantization: Int8Settings = field(default_factory=Int8Settings)  # how the int8 graph is made
 
     def __post_init__(self) -> None:
-        if self.threads < 0:
-            raise ValueError(f"threads must be >= 0, got {self.threads}")
-        if self.max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
+        check_counts(threads=self.threads, max_batch=self.max_batch)
 
 
 def _import_openvino():
@@ -95,10 +92,8 @@ class OpenVinoEngine:
 
     def __init__(self, model: CARDRN, info: ModelInfo, config: OpenVinoConfig = OpenVinoConfig()) -> None:
         check_available(config)
-        self.info = info
-        self.config = config
         self.device = resolve_device(config.device)
-        self.precision = config.precision
+        self.info, self.config, self.precision = info, config, config.precision
         self._model = model
         self._in_channels = model.args.channels + model.args.cond_channels
         self._request = None
@@ -126,9 +121,6 @@ class OpenVinoEngine:
     def infer(self, batch: np.ndarray) -> np.ndarray:
         if self._request is None:
             raise RuntimeError("OpenVinoEngine.infer called outside `with engine:`")
-        if batch.ndim != 4 or batch.shape[1] != self._in_channels:
-            raise ValueError(f"expected a batch N x {self._in_channels} x H x W, got shape {tuple(batch.shape)}")
-        x = np.ascontiguousarray(batch, dtype=np.float32)
         # share_outputs=False (the default): the result is a copy, so the next call
         # cannot overwrite what the caller still holds.
-        return np.asarray(self._request.infer({0: x})[0])
+        return np.asarray(self._request.infer({0: float32_batch(batch, self._in_channels)})[0])

@@ -261,7 +261,7 @@ def grid_table(rows: list[GridRow], cores: int) -> str:
 
 def peak_lines(cores: int) -> str:
     """How the peaks in the table were derived, for the report."""
-    from streamfix.engines.precision import cpu_description
+    from streamfix.engines.precision import cpu_description, has_bf16_units
 
     name, flags = cpu_description()
     ghz = cpu_clock_ghz()
@@ -269,7 +269,9 @@ def peak_lines(cores: int) -> str:
     per_cycle = {p: peak_macs_per_cycle(p, flags, amd) for p in ("fp32", "bf16", "int8")}
     units = sorted(flags & {"avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"})
     peaks = ", ".join(f"{p} {n} MAC/cycle/core = {_num(peak_gmacs(p, cores), '{:.0f}')} GMAC/s"
-                      for p, n in per_cycle.items())
+                      for p, n in per_cycle.items() if p != "bf16" or has_bf16_units())
+    if not has_bf16_units():
+        peaks += ", bf16 none (no bf16 units: emulated, not offered)"
     return (f"Peak of {name} ({', '.join(units)}), {cores} cores at {_num(ghz, '{:.2f}')} GHz (/proc/cpuinfo): "
             f"{peaks} (benchmarks/cpu_grid.py, peak_macs_per_cycle).")
 

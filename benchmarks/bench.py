@@ -76,6 +76,7 @@ class BenchConfig:
     models: tuple[str, ...] = ("video-x264-qp", "jpeg-y-blind")
     precision: str = "auto"  # auto: every precision this CPU offers
     grid_engines: tuple[str, ...] = ()
+    run_memory: tuple[tuple[int, int], ...] = ()  # sizes of whole `streamfix run`s timed for peak memory
 
 
 @dataclass(slots=True)
@@ -317,7 +318,7 @@ def run(config: BenchConfig, log=print) -> str:
     if config.grid:
         from streamfix.benchmarks.cpu_grid import grid_report
 
-        report += grid_report(config, log)
+        report += grid_report(config, log, make_clip)
     engine_rows = bench_engines(config, log)
     report += f"Engine only, model {config.model}, threads {threads}:\n\n{engine_table(engine_rows)}\n"
     if config.pipeline_frames:
@@ -341,7 +342,7 @@ def _list(kind):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from streamfix.core.options import PRECISION_NAMES
+    from streamfix.benchmarks.cpu_grid import add_grid_arguments
 
     d = BenchConfig()
     parser.add_argument("--model", default=d.model, help=f"model name or weights file (default {d.model})")
@@ -358,20 +359,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frames of the end-to-end clip; 0 skips it")
     parser.add_argument("--pipeline-batch", type=int, default=d.pipeline_batch)
     parser.add_argument("--pipeline-size", type=_size, default=d.pipeline_size)
-    parser.add_argument("--models", type=_list(str), default=d.models, help="models of the engine x precision table")
-    parser.add_argument("--precision", default=d.precision, choices=PRECISION_NAMES,
-                        help="precision of that table; auto: every one this CPU offers")
-    parser.add_argument("--grid-engines", type=_list(str), default=d.grid_engines, help="engines of that table")
-    parser.add_argument("--no-grid", dest="grid", action="store_false", help="skip that table")
+    add_grid_arguments(parser, d, _list, _size)
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    from streamfix.benchmarks.cpu_grid import grid_options
     from streamfix.core.errors import OptionError
-    from streamfix.core.options import BACKEND_NAMES
 
-    unknown_engine = [e for e in args.grid_engines if e not in BACKEND_NAMES]
-    if unknown_engine:
-        raise OptionError(f"unknown engine {unknown_engine[0]!r} for --grid-engines: use {', '.join(BACKEND_NAMES)}")
     unknown = [v for v in args.engines if v not in VARIANTS]
     if unknown:
         raise OptionError(f"unknown engine {unknown[0]!r} for bench: use {', '.join(VARIANTS)}")
@@ -385,8 +379,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     return BenchConfig(model=args.model, variants=args.engines, sizes=args.sizes, batches=args.batches,
                        repeats=args.repeats, warmup=args.warmup, device=args.device, threads=args.threads,
                        pipeline_frames=args.pipeline_frames, pipeline_size=args.pipeline_size,
-                       pipeline_batch=args.pipeline_batch, grid=args.grid, models=args.models,
-                       precision=args.precision, grid_engines=args.grid_engines)
+                       pipeline_batch=args.pipeline_batch, **grid_options(args))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,11 @@ and no engine's threads or caches slow the next one. A child:
 3. times `warmup` + `repeats` calls on one frame of the given size, made of those
    crops (real picture content), and reports the median.
 
+With `--run-memory SIZES`, whole `streamfix run`s of a CRF 40 clip at those sizes
+follow, one child process per engine x precision, each with its own peak resident
+memory (os.wait4): decoding, batching, tiling and encoding included, which is what
+a server running several channels has to budget for.
+
 The physical limit: a frame costs MACS_PER_PIXEL x pixels multiply-adds (counted
 from the network's convolutions); the CPU can do at most cores x clock x MACs per
 cycle per core (`peak_macs_per_cycle`). The fraction reached is the first over the
@@ -26,6 +31,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -211,9 +217,10 @@ def bench_grid(models: tuple[str, ...], engines: tuple[str, ...], precision: str
     return rows
 
 
-def grid_report(config, log: Callable[[str], object] = print) -> str:
-    """The table and the peaks as markdown for `streamfix bench` (`config`: its
-    BenchConfig); empty off the CPU."""
+def grid_report(config, log: Callable[[str], object], make_clip: Callable) -> str:
+    """The tables and the peaks as markdown for `streamfix bench` (`config`: its
+    BenchConfig; `make_clip(path, width, height, frames)` writes its test clip);
+    empty off the CPU."""
     from streamfix.engines.devices import resolve_device
 
     if resolve_device(config.device) != "cpu":
@@ -221,9 +228,85 @@ def grid_report(config, log: Callable[[str], object] = print) -> str:
     cores = config.threads or os.cpu_count() or 1
     rows = bench_grid(config.models, config.grid_engines, config.precision, config.sizes,
                       repeats=config.repeats, warmup=config.warmup, threads=config.threads, log=log)
-    return (f"Engine x precision x model, batch 1, threads {config.threads or 'default'}; gain on the built-in "
-            f"check split; peak RSS of a child process per row:\n\n{grid_table(rows, cores)}\n\n"
-            f"{peak_lines(cores)}\n\n")
+    report = (f"Engine x precision x model, batch 1, threads {config.threads or 'default'}; gain on the built-in "
+              f"check split; peak RSS of a child process per row:\n\n{grid_table(rows, cores)}\n\n"
+              f"{peak_lines(cores)}\n\n")
+    if config.run_memory:
+        report += run_memory_report(config, sorted({(r.engine, r.precision) for r in rows if not r.error}),
+                                    make_clip, log)
+    return report
+
+
+def run_peak(clip: Path, model: str, engine: str, precision: str, threads: int) -> tuple[float, float, str | None]:
+    """(peak RSS in MiB, seconds, error) of one whole `streamfix run` of `clip` in a
+    child process, which reports its own VmHWM when the run is over. (The rusage
+    of a child is no good here: Linux carries the high-water mark of the forked copy
+    of this process, torch and all, across the exec.)"""
+    argv = ["run", str(clip), str(clip.with_suffix(".out.mp4")), "--model", model, "--engine", engine,
+            "--precision", precision, "--device", "cpu", "--no-live", "--quiet"]
+    if threads:
+        argv += ["--config", str(_threads_config(clip.parent, engine, threads))]
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "streamfix.benchmarks.cpu_grid", "--run", json.dumps(argv)],
+                          capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+    seconds = time.perf_counter() - start
+    lines = done.stdout.strip().splitlines()
+    result = json.loads(lines[-1]) if done.returncode == 0 and lines else {}
+    if result.get("code") != 0:
+        return 0.0, seconds, ((done.stderr.strip().splitlines() or ["failed"])[-1])[:200]
+    return result["peak_rss_mib"], seconds, None
+
+
+def _threads_config(folder: Path, engine: str, threads: int) -> Path:
+    path = folder / f"threads-{engine}.yaml"
+    path.write_text(f"engines:\n  {engine}: {{threads: {threads}}}\n")
+    return path
+
+
+def run_memory_report(config, candidates: list[tuple[str, str]], make_clip: Callable, log) -> str:
+    """Peak memory of whole runs (decode, batches of `pipeline_batch`, encode) at each
+    size of `config.run_memory`, for each engine x precision, on a CRF 40 clip."""
+    import tempfile
+
+    lines = ["| engine | precision | size | frames | batch | peak RSS (MiB) | run s (incl. start-up) |",
+             "|---|---|---|---|---|---|---|"]
+    with tempfile.TemporaryDirectory(prefix="streamfix-bench-") as tmp:
+        for width, height in config.run_memory:
+            clip = make_clip(Path(tmp) / f"clip-{width}x{height}.mp4", width, height, config.pipeline_batch * 2)
+            for engine, precision in candidates:
+                peak, seconds, error = run_peak(clip, config.model, engine, precision, config.threads)
+                size = f"{width}x{height}"
+                log(f"  run {engine} {precision} {size}: " + (f"failed: {error}" if error else f"peak {peak:.0f} MiB"))
+                lines.append(f"| {engine} | {precision} | {size} | {config.pipeline_batch * 2} | "
+                             f"{config.pipeline_batch} | {'failed: ' + error if error else f'{peak:.0f}'} | {seconds:.1f} |")
+    return (f"Whole `streamfix run` (model {config.model}, default options but engine and precision), peak RSS of "
+            f"each run's process:\n\n" + "\n".join(lines) + "\n\n")
+
+
+def add_grid_arguments(parser, defaults, as_list: Callable, as_size: Callable) -> None:
+    """The `streamfix bench` flags of these tables."""
+    from streamfix.core.options import PRECISION_NAMES
+
+    parser.add_argument("--models", type=as_list(str), default=defaults.models,
+                        help="models of the engine x precision table")
+    parser.add_argument("--precision", default=defaults.precision, choices=PRECISION_NAMES,
+                        help="precision of that table; auto: every one this CPU offers")
+    parser.add_argument("--grid-engines", type=as_list(str), default=defaults.grid_engines, help="engines of that table")
+    parser.add_argument("--no-grid", dest="grid", action="store_false", help="skip that table")
+    parser.add_argument("--run-memory", type=as_list(as_size), default=defaults.run_memory, metavar="SIZES",
+                        help="also the peak memory of whole runs at these sizes, e.g. 1920x1080,1280x720")
+
+
+def grid_options(args) -> dict:
+    """BenchConfig fields from those flags; an OptionError for an unknown engine."""
+    from streamfix.core.errors import OptionError
+    from streamfix.core.options import BACKEND_NAMES
+
+    unknown = [e for e in args.grid_engines if e not in BACKEND_NAMES]
+    if unknown:
+        raise OptionError(f"unknown engine {unknown[0]!r} for --grid-engines: use {', '.join(BACKEND_NAMES)}")
+    return {"grid": args.grid, "models": args.models, "precision": args.precision,
+            "grid_engines": args.grid_engines, "run_memory": args.run_memory}
 
 
 def _num(value: float | None, text: str) -> str:
@@ -277,6 +360,12 @@ def peak_lines(cores: int) -> str:
 
 
 def main() -> int:
+    if sys.argv[1] == "--run":  # a whole `streamfix run`, then its peak memory
+        from streamfix.cli.main import main as streamfix_main
+
+        code = streamfix_main(json.loads(sys.argv[2]))
+        print(json.dumps({"code": code, "peak_rss_mib": _peak_rss_mib()}))
+        return 0
     job = json.loads(sys.argv[1])
     result = measure_here(job["model"], job["engine"], job["precision"], job["width"], job["height"],
                           repeats=job["repeats"], warmup=job["warmup"], threads=job["threads"])

@@ -50,11 +50,11 @@ def test_bad_bench_options_are_one_line_errors(capsys, argv, message):
 
 def test_the_engine_precision_table_has_speed_gain_memory_and_the_limit(tmp_path, monkeypatch, capsys):
     """One row per engine x precision x model x size, each measured in a child process
-    (the graphs are made first, in this one)."""
+    (the graphs are made first, in this one), then the peak memory of a whole run."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     code = main(["bench", "--models", "video-x264-qp", "--grid-engines", "onnxruntime", "--precision", "int8",
                  "--sizes", "64x48", "--batches", "1", "--repeats", "1", "--warmup", "0", "--device", "cpu",
-                 "--engines", "onnxruntime", "--pipeline-frames", "0", "--threads", "1"])
+                 "--engines", "onnxruntime", "--pipeline-frames", "0", "--threads", "1", "--run-memory", "96x64"])
     out = capsys.readouterr().out
     assert code == 0
     (row,) = [line for line in out.splitlines() if line.startswith("| video-x264-qp | onnxruntime | int8 | 64x48 |")]
@@ -64,3 +64,5 @@ def test_the_engine_precision_table_has_speed_gain_memory_and_the_limit(tmp_path
     assert 0.1 < gain < 0.5, "the shipped video model gains ~0.25 dB on the check split in int8"
     assert 50 < peak_rss < 4000
     assert "MAC/cycle/core" in out and list(tmp_path.glob("streamfix/onnx/*int8*.onnx"))
+    (run,) = [line for line in out.splitlines() if line.startswith("| onnxruntime | int8 | 96x64 | 8 | 4 |")]
+    assert 50 < float(run.split("|")[6]) < 4000, "a whole run's own peak, not the bench process's"

@@ -119,7 +119,7 @@ def test_a_run_writes_the_file_stats_and_a_summary(tmp_path, capsys, clip, cpu_y
                         "--batch", "3", "--crf", "20", "--preset", "veryfast", "--stats", stats], capsys)
     assert code == 0, err
     assert err[-1].startswith(f"streamfix: wrote {tmp_path / 'out.mp4'}: 8 frames (")
-    assert any("engine torch on cpu" in line for line in err)
+    assert any("engine torch fp32 on cpu" in line for line in err)  # a named engine alone computes in fp32
     data = json.loads(stats.read_text())
     assert data["frames_in"] == data["frames_out"] == 8
     assert data["engine"] == "torch" and data["restored"] + data["passed_through"] == 8

@@ -38,7 +38,7 @@ from streamfix.core.errors import OptionError
 from streamfix.core.network import CARDRN
 from streamfix.core.weights import ModelInfo
 
-from streamfix.engines.base import Engine, EngineUnavailable, one_line
+from streamfix.engines.base import Engine, one_line
 from streamfix.engines.calibration_set import CalibrationSet, calibration_set
 from streamfix.engines.fp16_gate import reference_output
 from streamfix.engines.onnx_export import model_sha256, safe_file_name
@@ -182,20 +182,27 @@ def measure(candidates: Sequence[Candidate], build: Callable[[Candidate], Engine
     errors: dict[str, str] = {}
     outputs: dict[str, list[np.ndarray]] = {}
     times: dict[str, list[float]] = {}
+    # A candidate that fails to build or to run (a broken optional package, a
+    # runtime's own exception types) is dropped with its reason, not the whole choice.
     try:
         for c in candidates:
             try:
                 engine = build(c)
                 engine.__enter__()
-            except (EngineUnavailable, OptionError, RuntimeError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - see above
                 errors[c.label] = one_line(exc)
                 continue
             entered[c.label] = engine
             outputs[c.label], times[c.label] = [], []
         for i, chunk in enumerate(chunks):
-            for label, engine in entered.items():
+            for label, engine in list(entered.items()):
                 start = time.perf_counter()
-                outputs[label].append(engine.infer(chunk))
+                try:
+                    outputs[label].append(engine.infer(chunk))
+                except Exception as exc:  # noqa: BLE001 - see above
+                    errors[label] = one_line(exc)
+                    entered.pop(label).__exit__(None, None, None)
+                    continue
                 if i:  # the first call of an engine allocates and picks kernels
                     times[label].append(time.perf_counter() - start)
     finally:

@@ -168,3 +168,40 @@ def test_info_says_what_auto_picks_per_model_and_why(counting, monkeypatch, tmp_
     assert "video-x264-qp    onnxruntime fp32: fastest of " in shown["video-x264-qp"]
     assert "cached, measured" in shown["video-x264-qp"]
     assert "not measured yet" in shown["jpeg-y-blind"]
+
+
+def test_a_candidate_that_fails_is_dropped_with_its_reason(tmp_path):
+    """Measuring for real (tiny model): an engine that breaks while building or while
+    running is one reason in the choice, not the end of it."""
+    model, info = narrow_model()
+    from streamfix.engines.calibration_set import calibration_set
+
+    class Working:
+        def __init__(self, scale: float) -> None:
+            self.scale = scale
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def infer(self, batch):
+            return batch[:, :1] * self.scale
+
+    class BreaksWhileRunning(Working):
+        def infer(self, batch):
+            raise RuntimeError("kernel crashed\nwith details")
+
+    def build(candidate):
+        if candidate.label == "onnxruntime int8":
+            raise ImportError("libopenvino.so: cannot open shared object file")
+        return BreaksWhileRunning(1.0) if candidate.label == "torch fp32" else Working(1.0)
+
+    measured = auto_choice.measure(candidates(), build, calibration_set(info))
+    by_label = {m.label: m for m in measured}
+    assert by_label["onnxruntime int8"].error == "libopenvino.so: cannot open shared object file"
+    assert by_label["torch fp32"].error == "kernel crashed"
+    assert by_label["onnxruntime fp32"].error is None and by_label["onnxruntime fp32"].gain_db == 0.0
+    label, reason = decide(measured, reference_gain_db=0.0)
+    assert label == "onnxruntime fp32" and "torch fp32: kernel crashed" in reason

@@ -170,14 +170,18 @@ def choose(
             log(str(fallback))
             fallbacks.append(fallback)
             continue
-        return _wrapped(chosen, model, tile, tiling, max_batch), fallbacks
+        margin = max(tiling.margin, receptive_radius(model))
+        wrapped = TiledEngine(chosen, tile or tiling.tile, margin,
+                              max_pixels=tiling.max_pixels or max_pixels_for(chosen.device),
+                              auto_tile=tiling.auto_tile, max_batch=max_batch)
+        return wrapped, fallbacks
     reasons = "; ".join(f"{f.engine}: {f.reason}" for f in fallbacks)
     raise OptionError(f"no engine can run on {device}: {reasons}")
 
 
 def _wrapped(chosen: Engine, model: CARDRN, tile: int, tiling: TilingConfig, max_batch: int) -> Engine:
-    margin = max(tiling.margin, receptive_radius(model))
-    return TiledEngine(chosen, tile or tiling.tile, margin,
+    """`chosen` in the tiling wrapper, as the loop in `choose()` wraps its engine."""
+    return TiledEngine(chosen, tile or tiling.tile, max(tiling.margin, receptive_radius(model)),
                        max_pixels=tiling.max_pixels or max_pixels_for(chosen.device),
                        auto_tile=tiling.auto_tile, max_batch=max_batch)
 

@@ -10,7 +10,7 @@ and no engine's threads or caches slow the next one. A child:
 3. times `warmup` + `repeats` calls on one frame of the given size, made of those
    crops (real picture content), and reports the median.
 
-With `--run-memory SIZES`, whole `streamfix run`s of a CRF 40 clip at those sizes
+With `--run-memory SIZES`, whole runs (the Pipeline `streamfix run` drives) of a CRF 40 clip at those sizes
 follow, one child process per engine x precision, each with its own peak resident
 memory (os.wait4): decoding, batching, tiling and encoding included, which is what
 a server running several channels has to budget for.
@@ -238,29 +238,33 @@ def grid_report(config, log: Callable[[str], object], make_clip: Callable) -> st
 
 
 def run_peak(clip: Path, model: str, engine: str, precision: str, threads: int) -> tuple[float, float, str | None]:
-    """(peak RSS in MiB, seconds, error) of one whole `streamfix run` of `clip` in a
-    child process, which reports its own VmHWM when the run is over. (The rusage
-    of a child is no good here: Linux carries the high-water mark of the forked copy
-    of this process, torch and all, across the exec.)"""
-    argv = ["run", str(clip), str(clip.with_suffix(".out.mp4")), "--model", model, "--engine", engine,
-            "--precision", precision, "--device", "cpu", "--no-live", "--quiet"]
-    if threads:
-        argv += ["--config", str(_threads_config(clip.parent, engine, threads))]
+    """(peak RSS in MiB, seconds, error) of one whole run of `clip` (the Pipeline that
+    `streamfix run` drives) in a child process, which reports its own VmHWM when the
+    run is over. (The rusage of a child is no good here: Linux carries the high-water
+    mark of the forked copy of this process, torch and all, across the exec.)"""
+    job = {"clip": str(clip), "model": model, "engine": engine, "precision": precision, "threads": threads}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "streamfix.benchmarks.cpu_grid", "--run", json.dumps(argv)],
+    done = subprocess.run([sys.executable, "-m", "streamfix.benchmarks.cpu_grid", "--run", json.dumps(job)],
                           capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
     seconds = time.perf_counter() - start
     lines = done.stdout.strip().splitlines()
-    result = json.loads(lines[-1]) if done.returncode == 0 and lines else {}
-    if result.get("code") != 0:
+    if done.returncode != 0 or not lines:
         return 0.0, seconds, ((done.stderr.strip().splitlines() or ["failed"])[-1])[:200]
-    return result["peak_rss_mib"], seconds, None
+    return json.loads(lines[-1])["peak_rss_mib"], seconds, None
 
 
-def _threads_config(folder: Path, engine: str, threads: int) -> Path:
-    path = folder / f"threads-{engine}.yaml"
-    path.write_text(f"engines:\n  {engine}: {{threads: {threads}}}\n")
-    return path
+def _run_here(job: dict) -> dict:
+    """The child's side of `run_peak`: the run's defaults but engine and precision."""
+    from streamfix.pipeline.pipeline import Pipeline
+    from streamfix.pipeline.run_config import LiveConfig, ProgressConfig, RunConfig
+
+    engine = job["engine"]
+    config = RunConfig(model=job["model"], engine=engine, precision=job["precision"], device="cpu",
+                       engines={engine: {"threads": job["threads"]}} if job["threads"] else {},
+                       live=LiveConfig(mode="off"), progress=ProgressConfig(mode="off"))
+    clip = Path(job["clip"])
+    Pipeline(clip, clip.with_suffix(f".{engine}-{job['precision']}.mp4"), config, log=lambda line: None).run()
+    return {"peak_rss_mib": _peak_rss_mib()}
 
 
 def run_memory_report(config, candidates: list[tuple[str, str]], make_clip: Callable, log) -> str:
@@ -360,11 +364,8 @@ def peak_lines(cores: int) -> str:
 
 
 def main() -> int:
-    if sys.argv[1] == "--run":  # a whole `streamfix run`, then its peak memory
-        from streamfix.cli.main import main as streamfix_main
-
-        code = streamfix_main(json.loads(sys.argv[2]))
-        print(json.dumps({"code": code, "peak_rss_mib": _peak_rss_mib()}))
+    if sys.argv[1] == "--run":  # a whole run, then its peak memory
+        print(json.dumps(_run_here(json.loads(sys.argv[2]))))
         return 0
     job = json.loads(sys.argv[1])
     result = measure_here(job["model"], job["engine"], job["precision"], job["width"], job["height"],

@@ -10,10 +10,10 @@ and no engine's threads or caches slow the next one. A child:
 3. times `warmup` + `repeats` calls on one frame of the given size, made of those
    crops (real picture content), and reports the median.
 
-With `--run-memory SIZES`, whole runs (the Pipeline `streamfix run` drives) of a CRF 40 clip at those sizes
-follow, one child process per engine x precision, each with its own peak resident
-memory (os.wait4): decoding, batching, tiling and encoding included, which is what
-a server running several channels has to budget for.
+With `--run-memory SIZES`, whole runs of a CRF 40 clip at those sizes follow (the
+Pipeline that `streamfix run` drives), one child process per engine x precision,
+each reporting its own peak resident memory: decoding, batching, tiling and encoding
+included, which is what a server running several channels has to budget for.
 
 The physical limit: a frame costs MACS_PER_PIXEL x pixels multiply-adds (counted
 from the network's convolutions); the CPU can do at most cores x clock x MACs per

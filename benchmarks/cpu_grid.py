@@ -15,7 +15,7 @@ Pipeline that `streamfix run` drives), one child process per engine x precision,
 each reporting its own peak resident memory: decoding, batching, tiling and encoding
 included, which is what a server running several channels has to budget for.
 
-The physical limit: a frame costs MACS_PER_PIXEL x pixels multiply-adds (counted
+The physical limit: a frame costs `macs_per_pixel(model)` x pixels multiply-adds (counted
 from the network's convolutions); the CPU can do at most cores x clock x MACs per
 cycle per core (`peak_macs_per_cycle`). The fraction reached is the first over the
 time per frame divided by the second. It is also given per CPU-second of the

@@ -105,6 +105,17 @@ def test_a_stats_file_in_a_missing_directory_is_refused_before_the_run(tmp_path,
     assert list(tmp_path.glob("out*")) == []
 
 
+@pytest.mark.parametrize("which", ["input", "output", "folder"])
+def test_a_stats_path_that_is_the_input_output_or_a_folder_is_refused(tmp_path, capsys, clip, which):
+    """`--stats in.mp4` replaced the input with JSON, `--stats out.mp4` the output."""
+    before = Path(clip.path).read_bytes()
+    stats = {"input": clip.path, "output": tmp_path / "out.mp4", "folder": tmp_path}[which]
+    code, err, _ = cli(["run", clip.path, tmp_path / "out.mp4", *CPU, "--stats", stats], capsys)
+    assert_one_line_error(code, err, "is a directory" if which == "folder" else f"is the {which} file")
+    assert Path(clip.path).read_bytes() == before
+    assert list(tmp_path.glob("out*")) == []
+
+
 def test_an_unknown_config_key_gives_one_line(tmp_path, capsys, clip):
     config = tmp_path / "mine.yaml"
     config.write_text("batch: 2\nbach_timeout_ms: 5\n")

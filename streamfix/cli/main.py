@@ -12,6 +12,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 from streamfix.cli.args import non_negative_int, port, positive_float, positive_int
 from streamfix.cli.machine import add_engine, add_info, cmd_engine, cmd_info
@@ -134,26 +135,65 @@ def _stdout_target() -> str:
     return f"pipe:{fd}"
 
 
-def _stop_on_sigterm() -> None:
-    """A service manager stops a live run with SIGTERM: end it the way Ctrl-C does,
-    so the output is finished and playable instead of cut off mid-write."""
-    import signal
+def _check_stats_path(stats: Path | None, args: argparse.Namespace) -> None:
+    """The stats file must be a new file of its own: `--stats in.mp4` replaced the
+    input with JSON, `--stats out.mp4` the output."""
+    if stats is None:
+        return
+    if not stats.parent.is_dir():
+        raise OutputError(f"{stats}: the directory for the stats file does not exist; create it first")
+    if stats.is_dir():
+        raise OutputError(f"{stats}: is a directory; give a file name for the stats, e.g. {stats / 'stats.json'}")
+    for role, other in (("input", args.input), ("output", args.output)):
+        if other in ("-", None) or "://" in str(other):
+            continue
+        other = Path(other)
+        same = stats.resolve() == other.resolve() or (
+            stats.exists() and other.exists() and os.path.samefile(stats, other))
+        if same:
+            raise OutputError(f"{stats}: is the {role} file; give the stats their own file name")
 
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupt)
+class _Interrupts:
+    """Ctrl-C and SIGTERM for `streamfix run`, the same way each time.
+
+    Before the threads start (opening the input and output, loading the model) the
+    first signal stops at once. Once they run, the first one drains (the output is
+    finished with every frame processed so far), the second stops at once (what was
+    written is kept), and later ones are only counted: a KeyboardInterrupt raised
+    into the middle of an encoder flush or a native library's call is what turned
+    three quick Ctrl-Cs into an abort (SIGABRT) instead of exit 130.
+    """
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+        self.count = 0
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.count += 1
+        if not self.pipeline.running_threads:
+            raise KeyboardInterrupt
+        if self.count == 1:
+            print("streamfix: finishing the output (press Ctrl-C again to stop at once)", file=sys.stderr)
+            self.pipeline.interrupt()
+        elif self.count == 2:
+            self.pipeline.interrupt(now=True)
+
+    def install(self) -> None:
+        import signal
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from streamfix.pipeline.pipeline import Pipeline, PipelineError, PipelineInterrupted
 
-    if args.stats is not None and not args.stats.parent.is_dir():
-        raise OutputError(f"{args.stats}: the directory for the stats file does not exist; create it first")
+    _check_stats_path(args.stats, args)
     config = _run_config(args)
     target = _stdout_target() if args.output == "-" else args.output
-    _stop_on_sigterm()
     pipeline = Pipeline(args.input, target, config, quiet=args.quiet)
+    _Interrupts(pipeline).install()
     server = None
     if args.metrics_port is not None:
         from streamfix.serve.metrics_server import MetricsServer

@@ -26,20 +26,18 @@ Ending:
   (closed playable but left under its `.partial` name) and the caller gets a
   PipelineError naming the stage, the frame index and the partial file, with the
   original exception as `__cause__`.
-- Ctrl-C (KeyboardInterrupt in the caller, or raised by a stage) sets `drain`: decoding
-  stops, the process thread finishes the batch in hand and sends END, the encoder
-  writes everything already processed, and the output is finished under its real
-  name. The caller gets PipelineInterrupted (a KeyboardInterrupt) with the result.
-  A second Ctrl-C stops at once and keeps what was written.
+- Ctrl-C (KeyboardInterrupt in the caller, `interrupt()` from a signal handler, or a
+  stage raising it) sets `drain`: decoding stops, the batch in hand is finished, the
+  encoder writes everything processed, and the output gets its real name; the caller
+  gets PipelineInterrupted with the result. A second one stops at once.
 
 Live mode (pipes and network inputs, or `live.mode: on`) needs no other structure:
 the batch thread gives every frame a deadline (live.py), batches leave in time for
 their oldest frame, and the restore stage restores only what it can finish before
 that deadline, passing the rest through. A live input that stalls or breaks, or a file
 that holds less video than its header declares, ends the run like an end of stream,
-with a warning, and the result says why (`input_ended`).
-
-Every run keeps live counters (`metrics`, a StreamMetrics) that any thread may read.
+with a warning, and the result says why (`input_ended`). Every run keeps live
+counters (`metrics`, a StreamMetrics) that any thread may read.
 """
 
 from __future__ import annotations
@@ -95,6 +93,7 @@ class Pipeline:
         self._quiet, self._progress, self._log = quiet, progress, log
         self._emit: Callable[[str], None] = log or print
         self._control = Control()
+        self._running_threads = False
         self._writer: MediaWriter | None = None
         self._expected_frames: int | None = None
         mode = self.config.live.mode
@@ -104,8 +103,18 @@ class Pipeline:
                                      endpoints.describe(target, output=True))
         self.metrics.live = self.live
 
-    def interrupt(self) -> None:
+    def interrupt(self, *, now: bool = False) -> None:
+        """Ctrl-C from any thread: finish the output with what is processed so far;
+        `now`: stop every thread at once and keep what was written."""
         self._control.drain.set()
+        if now:
+            self._control.stop.set()
+
+    @property
+    def running_threads(self) -> bool:
+        """True from the start of the threads until `run` returns: a signal handler
+        should then call `interrupt` rather than raise (see the CLI's _Interrupts)."""
+        return self._running_threads
 
     def _make_restorer(self) -> Restorer:
         c = self.config
@@ -134,6 +143,7 @@ class Pipeline:
                     try:
                         progress = self._set_up(reader, stages, opened)
                         workers = self._start(reader, stages, progress)
+                        self._running_threads = True
                     except BaseException:
                         self._abort()
                         raise
@@ -146,6 +156,7 @@ class Pipeline:
                 return self._conclude(reader, workers, stages, interrupted, time.perf_counter() - start)
         finally:
             self.metrics.running = False
+            self._running_threads = False
 
     def _set_up(self, reader: MediaReader, stages: list[Any], opened: list[Any]) -> Progress:
         """Open the stages (model, engine) and the writer, in the caller's thread.

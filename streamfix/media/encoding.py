@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import av
 
 from streamfix.core.errors import OptionError
+from streamfix.media.planes import bit_depth
 
 # Encoders that cannot code an odd width/height with subsampled (4:2:0/4:2:2) chroma:
 # for odd sizes they get the 4:4:4 format of the same bit depth instead.
@@ -96,16 +97,13 @@ def choose_pix_fmt(codec: str, wanted: str, width: int, height: int) -> str:
 
     formats = [av.VideoFormat(name) for name in offered]
     same = [f for f in formats if layout(f) == layout(want)]
-    exact_depth = [f for f in same if _depth(f) == _depth(want)]
+    depth = bit_depth(want)
+    exact_depth = [f for f in same if bit_depth(f) == depth]
     if exact_depth:
         return exact_depth[0].name
     if same:
-        return max(same, key=lambda f: (_depth(f) >= _depth(want), -abs(_depth(f) - _depth(want)))).name
+        return max(same, key=lambda f: (bit_depth(f) >= depth, -abs(bit_depth(f) - depth))).name
     return offered[0]
-
-
-def _depth(f: av.VideoFormat) -> int:
-    return max(c.bits for c in f.components)
 
 
 def _subsampled(f: av.VideoFormat) -> bool:

@@ -38,6 +38,7 @@ from streamfix.core.options import CHROMA_MODES, ENSEMBLE_MODES
 from streamfix.restore import conditioning
 from streamfix.restore.strength import StreamStrength, Strength, strength_of_frame
 from streamfix.restore.conditioning import model_input, needs_restoring, plane_to_unit, unit_to_plane
+from streamfix.media.frame_fields import copy_frame_fields
 from streamfix.media.planes import array_to_plane, bit_depth, plane_to_array, reformat
 from streamfix.engines.ensemble import EnsembleEngine
 from streamfix.core.weights import ModelInfo, load_model
@@ -47,7 +48,6 @@ VIDEO_MODEL = "video-x264-qp"
 # Decoders whose frames are JPEG images: their artifacts are JPEG's 8x8 blocks and
 # their strength is the quantization table, which the JPEG model is conditioned on.
 JPEG_CODECS = frozenset({"mjpeg", "jpeg", "jpegls"})
-COLOUR_FIELDS = ("color_range", "colorspace", "color_primaries", "color_trc")
 
 
 def choose_model(video: Any) -> str:
@@ -131,18 +131,6 @@ def split_frame(frame: av.VideoFrame, *, chroma: bool) -> _Split:
     planar = _split_planar(reformat(frame, format=_planar_name(fmt, bit_depth(frame))))
     planar.join = lambda values, join=planar.join: reformat(join(values), format=fmt.name)
     return planar
-
-
-def copy_frame_fields(source: av.VideoFrame, target: av.VideoFrame) -> av.VideoFrame:
-    """Timestamps and colour tags of `source` onto `target` (what the encoder needs to
-    keep the timing and colours of the input)."""
-    target.pts = source.pts
-    if source.time_base is not None:
-        target.time_base = source.time_base
-    target.duration = source.duration
-    for name in COLOUR_FIELDS:
-        setattr(target, name, getattr(source, name))
-    return target
 
 
 def _condition_for(plane: np.ndarray, luma_cond: np.ndarray | None) -> np.ndarray | None:

@@ -32,8 +32,8 @@ _LAZY = {
     "PipelineInterrupted": "pipeline.pipeline",
     "RunResult": "pipeline.pipeline",
     "FrameStream": "serve.frame_stream",
-    "SharedEngine": "serve.multistream",
-    "run_streams": "serve.multistream",
+    "SharedEngine": "engines.shared",
+    "run_streams": "serve.streams",
     "MetricsServer": "serve.metrics_server",
     "RunConfig": "pipeline.run_config",
     "load_model": "core.weights",
@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     from streamfix.core.weights import load_model
     from streamfix.serve.frame_stream import FrameStream
     from streamfix.serve.metrics_server import MetricsServer
-    from streamfix.serve.multistream import SharedEngine, run_streams
+    from streamfix.engines.shared import SharedEngine
+    from streamfix.serve.streams import run_streams
     from streamfix.pipeline.pipeline import Pipeline, PipelineError, PipelineInterrupted, RunResult, run
     from streamfix.restore.restorer import Restorer
     from streamfix.pipeline.run_config import RunConfig

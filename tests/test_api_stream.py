@@ -78,9 +78,36 @@ def test_a_worker_failure_is_raised_by_get_with_the_frame_index():
 
     with Failing(log=lambda m: None) as restorer, FrameStream(restorer) as stream:
         stream.put(mg.make_frame(0, 32, 16, "yuv420p"))
-        with pytest.raises(FrameStreamError, match="frame 0 failed: ZeroDivisionError") as info:
+        with pytest.raises(FrameStreamError, match="stage 'restore' failed at frame 0: ZeroDivisionError") as info:
             stream.get(timeout=30)
         assert info.value.index == 0 and isinstance(info.value.__cause__, ZeroDivisionError)
+
+
+def test_frames_restored_before_a_failure_are_handed_out_before_it():
+    class FailsOnThird(Restorer):
+        def restore_frames(self, frames, strengths):
+            if any(f.pts == 2 for f in frames):
+                raise ZeroDivisionError("inside the model")
+            return list(frames)
+
+    with FailsOnThird(batch=1, log=lambda m: None) as restorer, FrameStream(restorer, max_pending=4) as stream:
+        for i in range(3):
+            stream.put(mg.make_frame(i, 32, 16, "yuv420p", pts=i))
+        assert [stream.get(timeout=30).pts for _ in range(2)] == [0, 1]
+        with pytest.raises(FrameStreamError, match="at frame 2: ZeroDivisionError"):
+            stream.get(timeout=30)
+        with pytest.raises(FrameStreamError):  # and again: the stream stays failed
+            stream.put(mg.make_frame(3, 32, 16, "yuv420p"))
+
+
+def test_a_closed_stream_refuses_frames_instead_of_blocking():
+    with torch_restorer() as restorer:
+        stream = FrameStream(restorer, max_pending=1)
+        stream.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            stream.put(mg.make_frame(0, 32, 16, "yuv420p"))
+        with pytest.raises(RuntimeError, match="closed"):
+            stream.get(timeout=30)
 
 
 def test_an_error_in_the_callers_iterable_reaches_the_caller():

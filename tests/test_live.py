@@ -11,7 +11,7 @@ import pytest
 
 import mediagen as mg
 from streamfix.pipeline.batching import Batcher
-from streamfix.pipeline.live import DeadlineClock, InferenceEstimate, LiveTiming
+from streamfix.pipeline.live import DeadlineClock, InferenceEstimate, LiveTiming, RestoreInTime
 from streamfix.media.reader import DecodedFrame
 from streamfix.pipeline.restore_stage import RestoreStage
 from streamfix.pipeline.stages import BatchContext
@@ -103,7 +103,7 @@ def test_restore_stage_restores_what_fits_and_passes_the_rest_in_order():
     now = [10.0]
     restorer = CountingRestorer()
     stage = RestoreStage(restorer, clock=lambda: now[0])  # type: ignore[arg-type]
-    stage.estimate.record(0.3, 1)
+    stage.in_time.estimate.record(0.3, 1)
     batch = [decoded(i) for i in range(4)]
     frames = [d.frame for d in batch]
     out = stage.process(frames, BatchContext(batch, deadline=10.65))
@@ -115,7 +115,7 @@ def test_restore_stage_restores_what_fits_and_passes_the_rest_in_order():
 def test_restore_stage_without_a_deadline_restores_everything():
     restorer = CountingRestorer()
     stage = RestoreStage(restorer)  # type: ignore[arg-type]
-    stage.estimate.record(10.0, 1)  # however slow
+    stage.in_time.estimate.record(10.0, 1)  # however slow
     batch = [decoded(i) for i in range(3)]
     stage.process([d.frame for d in batch], BatchContext(batch))
     assert restorer.calls == [3] and stage.stats()["late"] == 0
@@ -127,7 +127,7 @@ def test_going_live_seeds_the_shared_estimate_from_a_warm_up_call():
     stage._size = (32, 16)
     timing = LiveTiming(0.5)
     stage.go_live(timing)
-    assert stage.estimate is timing.estimate and timing.estimate.per_frame_s == pytest.approx(0.25)
+    assert stage.in_time.estimate is timing.estimate and timing.estimate.per_frame_s == pytest.approx(0.25)
 
 
 def test_live_timing_maps_a_decoded_frame_to_its_deadline():
@@ -145,10 +145,39 @@ def test_one_freak_slow_call_does_not_stop_restoring_for_ever():
     now = [0.0]
     restorer = CountingRestorer()
     stage = RestoreStage(restorer, clock=lambda: now[0])  # type: ignore[arg-type]
-    stage.estimate.record(2.0, 1)  # the freak call; the budget is 0.5 s
+    stage.in_time.estimate.record(2.0, 1)  # the freak call; the budget is 0.5 s
     batches = 0
     while restorer.restored == 0 and batches < 1000:
         batch = [decoded(batches)]
         stage.process([d.frame for d in batch], BatchContext(batch, deadline=now[0] + 0.5))
         batches += 1
     assert 0 < restorer.restored and batches < 200
+
+
+def test_a_frame_without_a_timestamp_gets_its_deadline_from_its_arrival():
+    """A regression: frames without a pts were all given presentation time 0, so every
+    frame after the first got the first one's deadline and passed through as late."""
+    timing = LiveTiming(0.4)
+    for i, arrival in enumerate([20.0, 21.0, 22.0]):
+        frame = decoded(i)
+        frame.frame.pts = None
+        object.__setattr__(frame, "arrival", arrival)
+        assert timing.deadline_of(frame) == pytest.approx(arrival + 0.4)
+
+
+def test_restore_in_time_restores_what_fits_for_any_caller_and_learns_the_speed():
+    now = [0.0]
+    in_time = RestoreInTime(clock=lambda: now[0])
+    restorer = CountingRestorer()
+    in_time.warm_up(restorer, 32, 16)
+    assert in_time.estimate.per_frame_s == pytest.approx(0.25)
+    asked = []
+
+    def strengths(n):
+        asked.append(n)
+        return [None] * n
+
+    out = in_time.restore(restorer, ["a", "b", "c"], strengths, deadline=0.6)
+    assert out == [("restored", "a"), ("restored", "b"), "c"] and asked == [2]
+    assert in_time.late == 1 and restorer.passed_through == 1
+    assert in_time.restore(restorer, ["d"], strengths, deadline=None) == [("restored", "d")]

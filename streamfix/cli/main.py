@@ -16,7 +16,7 @@ from typing import Any
 
 from streamfix.cli.args import non_negative_int, port, positive_float, positive_int
 from streamfix.cli.machine import add_engine, add_info, cmd_engine, cmd_info
-from streamfix.core.errors import OutputError, StreamfixError
+from streamfix.core.errors import OptionError, OutputError, StreamfixError
 from streamfix.core.options import CHROMA_MODES, ENGINE_NAMES
 
 
@@ -93,6 +93,8 @@ def _add_stream_flags(p: argparse.ArgumentParser) -> None:
                    help="live mode's latency budget in milliseconds (default 1000)")
     g.add_argument("--metrics-port", type=port, metavar="PORT",
                    help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics while running")
+    g.add_argument("--metrics-address", metavar="ADDRESS",
+                   help="serve the metrics on this interface instead of 127.0.0.1, e.g. 0.0.0.0 or :: (all)")
 
 
 def _write_stats(path: Path | None, result) -> None:
@@ -189,6 +191,8 @@ class _Interrupts:
 def _cmd_run(args: argparse.Namespace) -> int:
     from streamfix.pipeline.pipeline import Pipeline, PipelineError, PipelineInterrupted
 
+    if args.metrics_address is not None and args.metrics_port is None:
+        raise OptionError("--metrics-address needs --metrics-port PORT")
     _check_stats_path(args.stats, args)
     config = _run_config(args)
     target = _stdout_target() if args.output == "-" else args.output
@@ -196,9 +200,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _Interrupts(pipeline).install()
     server = None
     if args.metrics_port is not None:
-        from streamfix.serve.metrics_server import MetricsServer
+        from streamfix.serve.metrics_server import HOST, MetricsServer
 
-        server = MetricsServer(args.metrics_port, [pipeline.metrics])
+        server = MetricsServer(args.metrics_port, [pipeline.metrics], address=args.metrics_address or HOST)
     try:
         result = pipeline.run()
     except PipelineInterrupted as stop:

@@ -4,7 +4,7 @@ The pipeline's threads update a StreamMetrics as frames pass (frames in/out, the
 latency of each frame from decoder to encoder); `snapshot()` adds what is read live
 (queue depths, busy seconds per stage, the restore stage's counts and engine) and can
 be called from any thread at any time, also while the run is going. The Prometheus
-endpoint (metrics_http.py) serves these snapshots.
+endpoint (streamfix/serve/metrics_server.py) serves these snapshots.
 
 Counters are plain ints and floats, each written by one thread only; snapshot()
 reads them without stopping anyone, so two numbers in one snapshot may be a frame

@@ -6,7 +6,8 @@ queueing frames for it would build a backlog that grows without end; so instead 
 frame gets a deadline, and a batch is restored only if, by the running estimate of
 inference time, it will be done before its oldest frame's deadline. Otherwise its
 frames pass through unrestored. Frames are never dropped or reordered: a passed-through
-frame is the decoded frame itself, with its timestamp.
+frame is the decoded frame itself, with its timestamp. `RestoreInTime` makes that
+decision for live mode's restore stage and for the WebRTC track alike.
 
 The deadline is the frame's presentation time mapped onto the wall clock, plus the
 latency budget. The mapping is anchored on the least-delayed frame seen so far
@@ -16,7 +17,7 @@ cannot see it) still gets the deadline it should have had. The anchor may rise b
 `drift` seconds per stream second, so a sender whose clock runs slightly slow is not
 mistaken for a growing backlog.
 
-All objects here are shared between pipeline threads. Their state is a few floats
+All objects here are shared between threads. Their state is a few floats
 written by one thread and read by others (single attribute writes, atomic in CPython),
 so no lock is needed.
 """
@@ -25,7 +26,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import av
+
+    from streamfix.restore.restorer import Restorer, Strength
 
 # How fast the anchor may follow a sender whose clock is slower than its timestamps:
 # 0.2 %, far more than real clock drift, far less than a backlog builds.
@@ -107,9 +114,54 @@ class LiveTiming:
 
     def deadline_of(self, decoded: object) -> float:
         """A DecodedFrame's deadline (its arrival time when it has none, e.g. in tests)."""
-        frame = decoded.frame  # type: ignore[attr-defined]
         arrival = getattr(decoded, "arrival", None)
-        if arrival is None:
-            arrival = self.clock()
-        pts_s = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else 0.0
-        return self.deadlines.deadline(pts_s, arrival)
+        return self.deadline_for(decoded.frame, self.clock() if arrival is None else arrival)  # type: ignore[attr-defined]
+
+    def deadline_for(self, frame: "av.VideoFrame", arrival: float) -> float:
+        """A frame's deadline from its presentation time; a frame without one (no pts or
+        time base) gets the budget from its arrival, and leaves the anchor alone."""
+        if frame.pts is None or not frame.time_base:
+            return arrival + self.budget_s
+        return self.deadlines.deadline(float(frame.pts * frame.time_base), arrival)
+
+
+class RestoreInTime:
+    """Restores the frames of a batch that the estimate says will be done before the
+    batch's deadline, and passes the rest through unrestored, in order: late restored
+    frames are worse than none in live use. The first frames are restored, the later
+    ones pass, and the whole batch leaves together. Each restore updates the estimate;
+    each pass relaxes it a little (see `InferenceEstimate.relax`).
+
+    `late` counts the frames passed for lack of time; they are counted in the
+    restorer's `passed_through` as well.
+    """
+
+    def __init__(self, estimate: InferenceEstimate | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.estimate = estimate or InferenceEstimate()
+        self.clock = clock
+        self.late = 0
+
+    def warm_up(self, restorer: "Restorer", width: int, height: int) -> None:
+        """Seed the estimate: the first engine call is slow (memory allocation, kernel
+        choice), so one runs unmeasured and the second is measured."""
+        restorer.warm_up(width, height)
+        self.estimate.record(restorer.warm_up(width, height), 1)
+
+    def restore(self, restorer: "Restorer", frames: Sequence[Any], strengths: Callable[[int], Sequence["Strength"]],
+                deadline: float | None) -> list[Any]:
+        """`frames`, the first of them restored as far as time allows (all of them when
+        `deadline` is None). `strengths(n)` gives the first n frames' strengths: only the
+        frames to be restored are asked for."""
+        fits = len(frames)
+        if deadline is not None:
+            fits = self.estimate.frames_within(deadline - self.clock(), len(frames))
+        before, start = restorer.restored, time.perf_counter()
+        restored = restorer.restore_frames(frames[:fits], strengths(fits))
+        # Frames the model leaves alone (unknown strength) take no time: not counted.
+        self.estimate.record(time.perf_counter() - start, restorer.restored - before)
+        late = len(frames) - fits
+        if late:
+            self.estimate.relax()
+            self.late += late
+            restorer.passed_through += late
+        return restored + list(frames[fits:])

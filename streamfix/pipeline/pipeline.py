@@ -76,7 +76,7 @@ class Pipeline:
     open PyAV input container. `target`: a file, `-` (stdout), `pipe:N`, a URL or a
     binary file-like object (pipes and file-like objects need `config.output.format`).
     `stages` replaces the config's stage list with ready-made stage objects (an
-    embedder's own); `engine` is a shared engine object (streamfix.serve.multistream) for
+    embedder's own); `engine` is a shared engine object (streamfix.engines.shared) for
     the restore stage instead of one of its own; `progress` replaces the bar/lines
     reporter; `log` receives the one-line messages (engine choice, fallbacks, why a
     live input ended) instead of the reporter; `name` labels the metrics.

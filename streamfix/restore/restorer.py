@@ -19,7 +19,7 @@ Three layouts reach the model this way:
 The Restorer holds no threads and no queues: the pipeline, `streamfix eval` and
 embedders call it from whatever thread they like, one at a time (it is not
 thread-safe: give each thread or stream its own Restorer; several Restorers can share
-one engine through streamfix.serve.multistream.SharedEngine). `Restorer.stream()` runs it
+one engine through streamfix.engines.shared.SharedEngine). `Restorer.stream()` runs it
 on a worker thread with bounded queues (frame_stream.py).
 """
 
@@ -163,7 +163,7 @@ class Restorer:
     (e.g. a PNG saved from a JPEG); None leaves such frames untouched.
 
     `engine` is a backend name ("auto", "torch", ...) or a ready engine object that
-    also names its model in `info` (a streamfix.serve.multistream.SharedEngine): the
+    also names its model in `info` (a streamfix.engines.shared.SharedEngine): the
     Restorer then uses that engine and model and leaves the engine's lifetime to its
     owner.
 

@@ -39,14 +39,7 @@ def video_model():
 
 @pytest.fixture
 def cpu_standby(monkeypatch):
-    """The standby engine is PyTorch on the engine's GPU; here, on the CPU."""
-    from streamfix.engines import torch_engine
-
-    class CpuTorchEngine(torch_engine.TorchEngine):
-        def __init__(self, model, info, config):
-            super().__init__(model, info, torch_engine.TorchConfig(device="cpu", threads=1))
-
-    monkeypatch.setattr(torch_engine, "TorchEngine", CpuTorchEngine)
+    trt_standins.use_cpu_standby(monkeypatch)
 
 
 def _config(tmp_path, **changes):

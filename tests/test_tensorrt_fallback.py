@@ -129,13 +129,7 @@ def test_after_its_first_batch_tensorrt_failures_are_its_own(simulated_gpu, vide
 def test_standby_batches_do_not_count_as_tensorrts_first(simulated_gpu, video_model, tmp_path, monkeypatch):
     """With the standby serving while the engine builds, the first batch that fails
     on TensorRT itself still falls back."""
-    from streamfix.engines import torch_engine
-
-    class CpuTorchEngine(torch_engine.TorchEngine):
-        def __init__(self, model, info, config):
-            super().__init__(model, info, torch_engine.TorchConfig(device="cpu", threads=1))
-
-    monkeypatch.setattr(torch_engine, "TorchEngine", CpuTorchEngine)
+    trt_standins.use_cpu_standby(monkeypatch)
     chosen, fallbacks, lines = _choose(*video_model, tmp_path, while_building="standby")
     guard = chosen.inner
     assert isinstance(guard, FallbackEngine)

@@ -126,14 +126,7 @@ def test_fp32_request_builds_only_fp32_and_tensorrt_11_takes_no_flags(simulated_
 
 @pytest.fixture
 def cpu_standby(monkeypatch):
-    """The standby engine is PyTorch on the engine's GPU; here, on the CPU."""
-    from streamfix.engines import torch_engine
-
-    class CpuTorchEngine(torch_engine.TorchEngine):
-        def __init__(self, model, info, config):
-            super().__init__(model, info, torch_engine.TorchConfig(device="cpu", threads=1))
-
-    monkeypatch.setattr(torch_engine, "TorchEngine", CpuTorchEngine)
+    trt_standins.use_cpu_standby(monkeypatch)
 
 
 def test_standby_serves_while_the_engine_builds(simulated_gpu, cpu_standby, video_model, tmp_path):

@@ -528,3 +528,14 @@ def context_balanced() -> bool:
     return (SIM.retains == SIM.releases and all(not s for s in SIM.driver_stacks.values())
             and all(not s for s in SIM.pycuda_stacks.values()) and not SIM.leaks
             and SIM.created == SIM.destroyed)
+
+
+def use_cpu_standby(monkeypatch) -> None:
+    """The standby engine is PyTorch on the engine's GPU; make it PyTorch on the CPU."""
+    from streamfix.engines import torch_engine
+
+    class CpuTorchEngine(torch_engine.TorchEngine):
+        def __init__(self, model, info, config):
+            super().__init__(model, info, torch_engine.TorchConfig(device="cpu", threads=1))
+
+    monkeypatch.setattr(torch_engine, "TorchEngine", CpuTorchEngine)

@@ -29,14 +29,15 @@ def test_every_module_with_gpu_tests_is_checked():
     assert marked == set(GPU_MODULES)
 
 
-def test_gpu_test_modules_are_collected_without_pyav():
+def test_gpu_test_modules_are_collected_without_pyav(tmp_path):
     """Bug: the script ran `pytest -m gpu tests`, and every module that imports PyAV
     at the top failed to collect on the GPU machines, which have no PyAV."""
-    code = ("import sys, importlib, pytest; sys.modules['av'] = None; sys.path.insert(0, 'tests')\n"
+    code = (f"import sys, importlib, pytest; sys.modules['av'] = None; sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
             f"for name in {[Path(m).stem for m in GPU_MODULES]!r}:\n"
             "    try:\n        importlib.import_module(name)\n"
             "    except pytest.skip.Exception:\n        pass\n")
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=300)
+    # Not from the checkout's root, whose streamfix/ (without engines/) would shadow the installed one.
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, timeout=300)
 
 
 NO_GPU = Environment(gpu=None, cuda_missing="PyTorch 2.13.0 (a CPU-only build) sees no CUDA GPU",

@@ -18,11 +18,19 @@ way, with the row's install hint.
 NVIDIA GPU, so on a CPU machine the order is effectively onnxruntime > torch, and
 the one line saying why TensorRT is not used is still logged: users on a GPU
 machine with a broken install need to see it.
+
+A backend whose row says `trusted_after_check=False` (TensorRT) can pass
+`check_available()` and still fail minutes later, building or loading its engine
+or running its first batch. `choose()` returns it inside a FallbackEngine
+(fallback.py): with "auto", such a failure closes it, logs one reason, appends it
+to the returned fallbacks and continues down the order with the same batch; asked
+for by name, the failure is an OptionError (one line, exit code 2).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -35,6 +43,7 @@ from streamfix.core.weights import ModelInfo
 
 from streamfix.engines.base import Engine, EngineUnavailable, Fallback
 from streamfix.engines.devices import resolve_device
+from streamfix.engines.fallback import FallbackEngine
 from streamfix.engines.tiling import TiledEngine, TilingConfig, max_pixels_for, receptive_radius
 
 
@@ -44,12 +53,16 @@ class Backend:
     config_class: str  # names inside that module
     engine_class: str
     install_hint: str  # what to run when the module cannot be imported
+    # False: may still fail after check_available() passed, until its first batch ran
+    trusted_after_check: bool = True
 
 
 BACKENDS: dict[str, Backend] = {
     "tensorrt": Backend(
         "streamfix.engines.tensorrt_engine", "TensorRTConfig", "TensorRTEngine",
-        'pip install "streamfix[tensorrt]" on a machine with an NVIDIA GPU',
+        'pip install "streamfix[tensorrt-cu12]" or "streamfix[tensorrt-cu13]" (nvidia-smi shows the CUDA '
+        'version of your driver) on a machine with an NVIDIA GPU',
+        trusted_after_check=False,
     ),
     "onnxruntime": Backend(
         "streamfix.engines.onnxruntime_engine", "OnnxRuntimeConfig", "OnnxRuntimeEngine",
@@ -129,7 +142,9 @@ def choose(
     `configs` maps engine names to their config dataclasses (see `engine_config`).
     `tile` > 0 cuts frames into tiles of that side; 0 tiles only frames over
     `tiling.max_pixels`. The result always honours any batch size up to `max_batch`
-    and any frame size.
+    and any frame size. With "auto", a TensorRT engine that fails before its first
+    batch is replaced by the next backend, and its reason is logged and appended to
+    the returned list then.
     """
     if engine not in ENGINE_NAMES:
         raise OptionError(f"unknown engine {engine!r}: use one of {', '.join(ENGINE_NAMES)}")
@@ -145,25 +160,41 @@ def choose(
         device = resolve_device(device)
     configs = configs or {}
     fallbacks: list[Fallback] = []
-    for name in (AUTO_ORDER if engine == "auto" else (engine,)):
-        try:
-            config = _prepared_config(name, configs.get(name), device, max_batch, device_named=device_named)
-            chosen = _build(name, model, info, config)
-        except EngineUnavailable as exc:
-            reason = _one_line(str(exc))
-            if engine != "auto":
-                raise OptionError(f"engine {name} cannot be used: {reason}") from exc
-            fallback = Fallback(name, reason)
-            log(str(fallback))
-            fallbacks.append(fallback)
-            continue
-        margin = max(tiling.margin, receptive_radius(model))
-        wrapped = TiledEngine(chosen, tile or tiling.tile, margin,
-                              max_pixels=tiling.max_pixels or max_pixels_for(chosen.device),
-                              auto_tile=tiling.auto_tile, max_batch=max_batch)
-        return wrapped, fallbacks
-    reasons = "; ".join(f"{f.engine}: {f.reason}" for f in fallbacks)
-    raise OptionError(f"no engine can run on {device}: {reasons}")
+    remaining = list(AUTO_ORDER if engine == "auto" else (engine,))
+
+    def skip(name: str, reason: str) -> None:
+        fallback = Fallback(name, reason)
+        log(str(fallback))
+        fallbacks.append(fallback)
+
+    def replace(name: str, reason: str) -> Engine:
+        skip(name, reason)
+        return next_engine()
+
+    def next_engine() -> Engine:
+        while remaining:
+            name = remaining.pop(0)
+            try:
+                config = _prepared_config(name, configs.get(name), device, max_batch, device_named=device_named)
+                chosen = _build(name, model, info, config)
+            except EngineUnavailable as exc:
+                reason = _one_line(str(exc))
+                if engine != "auto":
+                    raise OptionError(f"engine {name} cannot be used: {reason}") from exc
+                skip(name, reason)
+                continue
+            if BACKENDS[name].trusted_after_check:
+                return chosen
+            return FallbackEngine(chosen, functools.partial(replace, name) if engine == "auto" else None)
+        reasons = "; ".join(f"{f.engine}: {f.reason}" for f in fallbacks)
+        raise OptionError(f"no engine can run on {device}: {reasons}")
+
+    chosen = next_engine()
+    margin = max(tiling.margin, receptive_radius(model))
+    wrapped = TiledEngine(chosen, tile or tiling.tile, margin,
+                          max_pixels=tiling.max_pixels or max_pixels_for(chosen.device),
+                          auto_tile=tiling.auto_tile, max_batch=max_batch)
+    return wrapped, fallbacks
 
 
 def describe_engines(device: str = "auto") -> list[tuple[str, bool, str]]:

@@ -38,7 +38,7 @@ def test_stream_restores_in_order_like_frame_by_frame(tmp_path):
     frames = decoded_frames(clip.path)
     with torch_restorer() as restorer:
         one_by_one = [restorer.restore(f, qp_map=streamfix_qp(f)) for f in frames]
-        streamed = list(restorer.stream(iter(frames), max_pending=3))
+        streamed = list(streamfix.restore_stream(restorer, iter(frames), max_pending=3))
     assert [f.pts for f in streamed] == [f.pts for f in frames]
     for a, b in zip(streamed, one_by_one):
         assert np.abs(a.to_ndarray().astype(int) - b.to_ndarray().astype(int)).max() <= 1
@@ -116,7 +116,7 @@ def test_an_error_in_the_callers_iterable_reaches_the_caller():
         raise ValueError("the camera went away")
 
     with torch_restorer() as restorer, pytest.raises(ValueError, match="camera went away"):
-        list(restorer.stream(frames()))
+        list(streamfix.restore_stream(restorer, frames()))
 
 
 def test_run_reads_an_open_container_and_writes_a_file_like_object(tmp_path, cpu_config):

@@ -26,7 +26,7 @@ on a worker thread with bounded queues (frame_stream.py).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -278,16 +278,6 @@ class Restorer:
         start = time.perf_counter()
         engine.infer(np.zeros((1, planes, height, width), np.float32))
         return time.perf_counter() - start
-
-    def stream(self, frames: Iterable[Any], *, max_pending: int = 8) -> Iterator[av.VideoFrame]:
-        """Restore `frames` (av.VideoFrames or the reader's DecodedFrames) on a worker
-        thread, yielding them in order. At most `max_pending` frames are held at once:
-        the iterable is read only as fast as frames are restored (back-pressure). The
-        Restorer must not be used by anything else meanwhile."""
-        from streamfix.serve.frame_stream import FrameStream
-
-        with FrameStream(self, max_pending=max_pending) as stream:
-            yield from stream.restore_all(frames)
 
     # --- restoring ----------------------------------------------------------------
 

@@ -40,9 +40,9 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from streamfix.core.threads import Control, Failure, Worker
-from streamfix.media.qp import frame_qp_map
 from streamfix.pipeline.live import LiveTiming, RestoreInTime
-from streamfix.restore.restorer import VIDEO_MODEL, Restorer, Strength
+from streamfix.restore.restorer import VIDEO_MODEL, Restorer
+from streamfix.restore.strength import strength_of_frame
 
 
 class RestoredVideoTrack(MediaStreamTrack):
@@ -102,8 +102,7 @@ class RestoredVideoTrack(MediaStreamTrack):
         return True
 
     def _restore(self, frame: av.VideoFrame, deadline: float) -> av.VideoFrame:
-        qp_map = frame_qp_map(frame)
-        strength = Strength(qp_map, self.assume_qp if qp_map is None else None, None)
+        strength = strength_of_frame(frame, assume_qp=self.assume_qp)
         return self.in_time.restore(self.restorer, [frame], lambda n: [strength][:n], deadline)[0]
 
     # --- the worker thread --------------------------------------------------------

@@ -29,8 +29,8 @@ from typing import Any, NoReturn
 import av
 
 from streamfix.core.threads import END, Control, Stopped, Worker, WorkerError
-from streamfix.media.qp import frame_qp_map
-from streamfix.restore.restorer import Restorer, Strength
+from streamfix.restore.restorer import Restorer
+from streamfix.restore.strength import Strength, strength_of_frame
 
 FEED = "feed"  # the thread restore_all reads the caller's frames on
 
@@ -85,7 +85,7 @@ class FrameStream:
         if self._control.stop.is_set():
             raise Stopped
         if isinstance(frame, av.VideoFrame):
-            strength = Strength(qp_map if qp_map is not None else frame_qp_map(frame), frame_qp, jpeg_quality)
+            strength = strength_of_frame(frame, qp_map=qp_map, frame_qp=frame_qp, jpeg_quality=jpeg_quality)
         else:
             strength = self.restorer.strength_of(frame)
             frame = frame.frame
@@ -172,3 +172,13 @@ class FrameStream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def restore_stream(restorer: Restorer, frames: Iterable[Any], *, max_pending: int = 8) -> Iterator[av.VideoFrame]:
+    """Restore `frames` (av.VideoFrames or the reader's DecodedFrames) on a worker
+    thread, yielding them in order. At most `max_pending` frames are held at once:
+    the iterable is read only as fast as frames are restored (back-pressure). The
+    Restorer must not be used by anything else meanwhile. (This was
+    `Restorer.stream()`; it lives here so the Restorer knows nothing of threads.)"""
+    with FrameStream(restorer, max_pending=max_pending) as stream:
+        yield from stream.restore_all(frames)

@@ -62,9 +62,9 @@ def test_every_frame_comes_out_in_order_restored_off_the_event_loop():
     threads: set[str] = set()
     restore_frames = restorer.restore_frames
 
-    def spy(frames, strengths):
+    def spy(frames, strengths, **options):
         threads.add(threading.current_thread().name)
-        return restore_frames(frames, strengths)
+        return restore_frames(frames, strengths, **options)
 
     restorer.restore_frames = spy  # type: ignore[method-assign]
     track = RestoredVideoTrack(source, restorer, max_latency_ms=1000, assume_qp=40)

@@ -24,6 +24,13 @@ CHROMA_MODES: tuple[str, ...] = get_args(ChromaMode)
 EnsembleMode = Literal["stills", "always", "never"]
 ENSEMBLE_MODES: tuple[str, ...] = get_args(EnsembleMode)
 
+# Model tiers: full (the paper's widths), light (the same topology, narrower: about
+# 9x less compute, bundled as NAME-lite), auto (live mode restores with the full model
+# where it makes the deadline and with the light one where only that does).
+TierName = Literal["auto", "full", "light"]
+TIERS: tuple[str, ...] = get_args(TierName)
+LIGHT_SUFFIX = "-lite"
+
 # Past these, a value only costs: batches over 64 frames just hold more frames in
 # memory (a CPU gains nothing past 4 per call, a GPU little past ~16 at 1080p), and a
 # tile much smaller than the network's receptive field (29 px, plus a 15 px margin on

@@ -58,7 +58,7 @@ class StreamMetrics:
             "running": self.running, "live": self.live,
             "frames_in": self.frames_in, "frames_out": self.frames_out,
             "restored": restore.get("restored", 0), "passed_through": restore.get("passed_through", 0),
-            "late": restore.get("late", 0),
+            "late": restore.get("late", 0), "restored_light": restore.get("restored_light", 0),
             "queue_depth": {name: q.qsize() for name, q in self._queues.items()},
             "stage_seconds": dict(self._busy()),
             "latency_s": self.latency(),

@@ -74,7 +74,7 @@ class InferenceEstimate:
             return 0
         if not self.per_frame_s:
             return most
-        return max(0, min(most, math.floor(seconds / self.per_frame_s)))
+        return max(0, min(most, math.floor(seconds / self.per_frame_s + 1e-9)))  # 0.3 / 0.05 is 5.999...
 
 
 class DeadlineClock:
@@ -126,42 +126,84 @@ class LiveTiming:
 
 
 class RestoreInTime:
-    """Restores the frames of a batch that the estimate says will be done before the
-    batch's deadline, and passes the rest through unrestored, in order: late restored
-    frames are worse than none in live use. The first frames are restored, the later
-    ones pass, and the whole batch leaves together. Each restore updates the estimate;
-    each pass relaxes it a little (see `InferenceEstimate.relax`).
+    """Restores what the estimates say will be done before the batch's deadline and
+    passes the rest through unrestored, in order: late restored frames are worse than
+    none in live use. The whole batch leaves together.
+
+    With a light tier (a Restorer with tier="auto" whose model has a NAME-lite), the
+    plan is: first make sure as many frames as possible are restored at all (with the
+    light model, ~9x cheaper), then spend the time left on upgrading the first of them
+    to the full model. Only what even the light model cannot finish passes through.
+    Each tier keeps its own estimate; each pass for lack of time relaxes them a little
+    (see `InferenceEstimate.relax`).
 
     `late` counts the frames passed for lack of time; they are counted in the
     restorer's `passed_through` as well.
     """
 
-    def __init__(self, estimate: InferenceEstimate | None = None, clock: Callable[[], float] = time.monotonic) -> None:
-        self.estimate = estimate or InferenceEstimate()
+    def __init__(self, estimate: InferenceEstimate | None = None, clock: Callable[[], float] = time.monotonic,
+                 light_estimate: InferenceEstimate | None = None) -> None:
+        self.estimate = estimate or InferenceEstimate()  # the full model (or the only tier)
+        self.light_estimate = light_estimate or InferenceEstimate()
         self.clock = clock
         self.late = 0
 
+    @staticmethod
+    def tiered(restorer: "Restorer") -> bool:
+        return getattr(restorer, "tier", "full") == "auto" and getattr(restorer, "light_model", None) is not None
+
     def warm_up(self, restorer: "Restorer", width: int, height: int) -> None:
-        """Seed the estimate: the first engine call is slow (memory allocation, kernel
-        choice), so one runs unmeasured and the second is measured."""
+        """Seed the estimates: the first engine call is slow (memory allocation, kernel
+        choice), so one runs unmeasured and the second is measured, per tier."""
         restorer.warm_up(width, height)
         self.estimate.record(restorer.warm_up(width, height), 1)
+        if self.tiered(restorer):
+            restorer.warm_up(width, height, "light")
+            self.light_estimate.record(restorer.warm_up(width, height, "light"), 1)
+
+    def plan(self, frames: int, seconds: float, tiered: bool) -> tuple[int, int]:
+        """(full, light): how many of `frames` frames to restore with each tier when
+        `seconds` are left; the rest pass through."""
+        if not tiered:
+            return self.estimate.frames_within(seconds, frames), 0
+        light = self.light_estimate.frames_within(seconds, frames)
+        if light < frames:
+            return 0, light
+        for full in range(frames, -1, -1):
+            if self.estimate.seconds_for(full) + self.light_estimate.seconds_for(frames - full) <= seconds:
+                return full, frames - full
+        return 0, frames
 
     def restore(self, restorer: "Restorer", frames: Sequence[Any], strengths: Callable[[int], Sequence["Strength"]],
                 deadline: float | None) -> list[Any]:
         """`frames`, the first of them restored as far as time allows (all of them when
         `deadline` is None). `strengths(n)` gives the first n frames' strengths: only the
         frames to be restored are asked for."""
-        fits = len(frames)
-        if deadline is not None:
-            fits = self.estimate.frames_within(deadline - self.clock(), len(frames))
-        before, start = restorer.restored, time.perf_counter()
-        restored = restorer.restore_frames(frames[:fits], strengths(fits))
-        # Frames the model leaves alone (unknown strength) take no time: not counted.
-        self.estimate.record(time.perf_counter() - start, restorer.restored - before)
-        late = len(frames) - fits
+        n = len(frames)
+        tiered = self.tiered(restorer)
+        if deadline is None:
+            full, light = n, 0
+        else:
+            full, light = self.plan(n, deadline - self.clock(), tiered)
+        given = strengths(full + light)
+        out: list[Any] = []
+        parts = [(getattr(restorer, "default_tier", "full"), self.estimate, 0, full)]
+        if light:
+            parts.append(("light", self.light_estimate, full, full + light))
+        for tier, estimate, start, stop in parts:
+            if stop <= start:
+                continue
+            before, began = restorer.restored, time.perf_counter()
+            # The tier is named only when it is not the default, so Restorer stand-ins
+            # without tiers keep working.
+            options = {"tier": tier} if tier != parts[0][0] else {}
+            out += restorer.restore_frames(frames[start:stop], given[start:stop], **options)
+            # Frames the model leaves alone (unknown strength) take no time: not counted.
+            estimate.record(time.perf_counter() - began, restorer.restored - before)
+        late = n - full - light
         if late:
             self.estimate.relax()
+            self.light_estimate.relax()
             self.late += late
             restorer.passed_through += late
-        return restored + list(frames[fits:])
+        return out + list(frames[full + light:])

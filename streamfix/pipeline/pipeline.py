@@ -104,8 +104,7 @@ class Pipeline:
         self.metrics.live = self.live
 
     def interrupt(self, *, now: bool = False) -> None:
-        """Ctrl-C from any thread: finish the output with what is processed so far;
-        `now`: stop every thread at once and keep what was written."""
+        """Ctrl-C from any thread: finish with what is processed (`now`: stop at once)."""
         self._control.drain.set()
         if now:
             self._control.stop.set()
@@ -119,7 +118,7 @@ class Pipeline:
     def _make_restorer(self) -> Restorer:
         c = self.config
         return Restorer(c.model, engine=self._engine or c.engine, device=c.device, batch=c.batch, tile=c.tile,
-                        chroma=c.chroma, ensemble=c.ensemble, jpeg_quality=c.jpeg_quality,
+                        chroma=c.chroma, ensemble=c.ensemble, tier=c.tier, jpeg_quality=c.jpeg_quality,
                         engine_configs=engine_configs(c), log=lambda message: self._emit(message))
 
     def _open_reader(self) -> MediaReader:
@@ -194,7 +193,8 @@ class Pipeline:
 
     def _progress_status(self) -> str:
         snapshot = self.metrics.snapshot()
-        return (f"{snapshot['restored']} restored, {snapshot['passed_through']} passed through, "
+        light = f" ({snapshot['restored_light']} light)" if snapshot["restored_light"] else ""
+        return (f"{snapshot['restored']} restored{light}, {snapshot['passed_through']} passed through, "
                 f"latency {snapshot['latency_s']['last'] * 1000:.0f} ms")
 
     def _close_stages(self, opened: list[Any]) -> None:

@@ -60,5 +60,7 @@ class RestoreStage:
         self.restorer.close()
 
     def stats(self) -> dict[str, Any]:
-        return {**self._engine, "restored": self.restorer.restored,
+        by_tier = getattr(self.restorer, "restored_by_tier", {"full": self.restorer.restored, "light": 0})
+        return {**self._engine, "restored": self.restorer.restored, "restored_full": by_tier["full"],
+                "restored_light": by_tier["light"],
                 "passed_through": self.restorer.passed_through, "late": self.in_time.late}

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from streamfix.core.options import MAX_BATCH, MAX_TILE, MIN_TILE, BACKEND_NAMES, ChromaMode, EngineName, EnsembleMode
+from streamfix.core.options import MAX_BATCH, MAX_TILE, MIN_TILE, BACKEND_NAMES, ChromaMode, EngineName, EnsembleMode, TierName
 from streamfix.core.yaml_config import ConfigError, from_dict, load_yaml
 from streamfix.media.writer import EncodeConfig
 
@@ -112,6 +112,10 @@ class RunConfig:
     # Self-ensemble (average over the 8 flips/rotations): +0.1 dB for 8x the compute.
     # stills: still pictures only; always; never.
     ensemble: EnsembleMode = "stills"
+    # Model tier: full, light (the bundled NAME-lite: same network, ~9x less compute),
+    # or auto: the full model, and in live mode the light one for frames the full
+    # model cannot finish before their deadline.
+    tier: TierName = "auto"
     # JPEG quality assumed for inputs that carry none (a PNG saved from a JPEG);
     # null leaves such inputs untouched.
     jpeg_quality: int | None = None

@@ -74,7 +74,8 @@ class RunResult:
             "fps": round(self.fps, 3), "engine": self.engine, "fallbacks": self.fallbacks,
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
             "stages": self.stage_stats, "interrupted": self.interrupted, "live": self.live,
-            "late": self._restore("late", 0), "input_ended": self.input_ended,
+            "late": self._restore("late", 0), "restored_light": self._restore("restored_light", 0),
+            "input_ended": self.input_ended,
             "reconnects": self.reconnects, "latency_s": {k: round(v, 4) for k, v in self.latency_s.items()},
         }
 

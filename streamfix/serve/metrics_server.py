@@ -38,6 +38,7 @@ COUNTERS = (
     ("frames_in", "frames decoded from the input"),
     ("frames_out", "frames written to the output"),
     ("restored", "frames restored by the model"),
+    ("restored_light", "of those, frames restored by the light model (live mode, for lack of time)"),
     ("passed_through", "frames written unrestored (clean, unknown strength, or late)"),
     ("late", "frames passed through because restoring them would have missed the latency budget"),
 )

@@ -226,9 +226,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result.output = args.output
     _write_stats(args.stats, result)
     if not args.quiet:
+        plan = result.output_video or {}
+        video = {"copy": ", video copied", "encode": f", CRF {plan.get('crf')} from mean QP {plan.get('mean_qp')}"}
         print(f"streamfix: wrote {args.output}: {result.frames_out} frames ({result.restored} restored, "
               f"{result.passed_through} passed through) in {result.seconds:.1f} s, {result.fps:.1f} fps, "
-              f"engine {result.engine}", file=sys.stderr)
+              f"engine {result.engine}{video.get(plan.get('mode'), '')}", file=sys.stderr)
     return 0
 
 

@@ -9,6 +9,7 @@ possible), so 8-bit stays 8-bit and 10-bit stays 10-bit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import av
 
@@ -18,6 +19,9 @@ from streamfix.media.planes import bit_depth
 # Encoders that cannot code an odd width/height with subsampled (4:2:0/4:2:2) chroma:
 # for odd sizes they get the 4:4:4 format of the same bit depth instead.
 EVEN_SIZE_ENCODERS = frozenset({"libx264", "libx265", "h264_nvenc", "hevc_nvenc", "av1_nvenc", "libsvtav1"})
+# The crf of "auto" where the input's quantizer is unknown: low, so the output does
+# not add back the artifacts just removed.
+FALLBACK_CRF = 16
 _BITRATE_UNITS = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
 
 
@@ -26,7 +30,11 @@ class EncodeConfig:
     """How the restored video is encoded (the audio/subtitles are never re-encoded)."""
 
     codec: str = "libx264"
-    crf: int | None = 16              # ignored by codecs without a crf option
+    # "auto": chosen from the input's quantizer (pipeline/output_plan.py), and the
+    # input's video copied unchanged when nothing in it needs restoring; where the
+    # input cannot be measured (pipes, streams), FALLBACK_CRF. Ignored by codecs
+    # without a crf option.
+    crf: int | Literal["auto"] | None = "auto"
     bitrate: str | None = None        # "4M", "800k": a target bitrate instead of crf
     preset: str = "medium"            # ignored by codecs without a preset option
     pix_fmt: str | None = None        # None: keep the input's
@@ -34,7 +42,7 @@ class EncodeConfig:
     drop_uncopyable: bool = False     # drop (and log) streams the container cannot hold
 
     def __post_init__(self) -> None:
-        if self.crf is not None and not 0 <= self.crf <= 63:
+        if self.crf is not None and self.crf != "auto" and not 0 <= self.crf <= 63:
             raise OptionError(f"crf {self.crf} is out of range; use 0 (lossless) to 51 for x264")
         if self.bitrate is not None:
             parse_bitrate(self.bitrate)
@@ -66,7 +74,7 @@ def encoder_options(config: EncodeConfig) -> dict[str, str]:
         private = set()
     options: dict[str, str] = {}
     if config.crf is not None and config.bitrate is None and "crf" in private:
-        options["crf"] = str(config.crf)
+        options["crf"] = str(FALLBACK_CRF if config.crf == "auto" else config.crf)
     if "preset" in private:
         options["preset"] = config.preset
     # YAML turns `slices: 4` into an int; FFmpeg options are strings.

@@ -134,3 +134,8 @@ def split_output_options(target: Any, options: dict[str, str]) -> tuple[Any, dic
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     query.update(protocol)
     return urlunsplit(parts._replace(query=urlencode(query))), muxer
+
+
+def option_strings(options: dict[str, Any]) -> dict[str, str]:
+    """FFmpeg takes option values as strings; YAML gives ints and bools too."""
+    return {str(k): str(int(v) if isinstance(v, bool) else v) for k, v in options.items()}

@@ -27,7 +27,12 @@ def frame_qp_map(frame: av.VideoFrame) -> np.ndarray | None:
     params = frame.side_data.get(_ENC_PARAMS)
     if params is None:
         return None
-    qp = np.asarray(params.qp_map(), dtype=np.float32)
+    try:
+        qp = np.asarray(params.qp_map(), dtype=np.float32)
+    except (RuntimeError, ValueError):
+        # VP9's decoder exports encoding parameters per block of its own size, which
+        # PyAV's macroblock map cannot read: no usable QP map.
+        return None
     return qp if qp.size else None
 
 

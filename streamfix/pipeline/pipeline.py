@@ -60,11 +60,11 @@ from streamfix.pipeline.progress import Progress, make_progress
 from streamfix.restore.restorer import Restorer
 from streamfix.pipeline.run_config import RunConfig, engine_configs
 from streamfix.pipeline.run_result import PipelineError, PipelineInterrupted, RunResult, busy_seconds, pipeline_error
+from streamfix.pipeline.output_plan import settle_output
 from streamfix.pipeline.restore_stage import RestoreStage
 from streamfix.pipeline.stages import BatchContext, build_stages
 from streamfix.pipeline.counters import StreamMetrics, stage_stats
 from streamfix.core.threads import END, POLL_S, Control, Failure, Stopped, Worker
-
 
 
 class Pipeline:
@@ -94,6 +94,7 @@ class Pipeline:
         self._emit: Callable[[str], None] = log or print
         self._control = Control()
         self._running_threads = False
+        self.output_plan = None  # output_plan.settle_output sets it when a run starts
         self._writer: MediaWriter | None = None
         self._expected_frames: int | None = None
         mode = self.config.live.mode
@@ -123,16 +124,19 @@ class Pipeline:
 
     def _open_reader(self) -> MediaReader:
         c = self.config.input
-        return MediaReader(self.source, input_format=c.format, options=_strings(c.options),
+        return MediaReader(self.source, input_format=c.format, options=endpoints.option_strings(c.options),
                            timeout_s=c.timeout_s, reconnect=c.reconnect, log=lambda message: self._emit(message))
 
     def run(self) -> RunResult:
         """Restore the whole input. Setup problems (input, output, model, engine,
         encoder) raise their own one-line errors before any thread starts; a stage
         failing later raises PipelineError; Ctrl-C raises PipelineInterrupted."""
-        stages = self._stages if self._stages is not None else build_stages(self.config.stages, lambda: RestoreStage(self._make_restorer()))
         if isinstance(self.target, Path):
             check_writable(self.target, self.source if isinstance(self.source, (str, Path)) else None)
+        quiet_log = (lambda message: None) if self._quiet and not self._log else self._emit
+        if (copied := settle_output(self, custom_stages=self._stages is not None, log=quiet_log)) is not None:
+            return copied  # nothing to restore: the input's video was copied unchanged
+        stages = self._stages if self._stages is not None else build_stages(self.config.stages, lambda: RestoreStage(self._make_restorer()))
         start = time.perf_counter()
         self.metrics.running = True
         try:
@@ -177,7 +181,7 @@ class Pipeline:
             opened.append(stage)
         out = self.config.output
         self._writer = MediaWriter(self.target, video, reader.copy_streams, self.config.encode,
-                                   container_format=out.format, options=_strings(out.options),
+                                   container_format=out.format, options=endpoints.option_strings(out.options),
                                    source=self.source if isinstance(self.source, (str, Path)) else None,
                                    log=lambda message: self._emit(message))
         if self._timing is not None:
@@ -360,6 +364,7 @@ class Pipeline:
                            reconnects=reader.reconnects, latency_s=self.metrics.latency())
         result.stage_seconds = busy_seconds(workers)
         result.stage_stats = stage_stats(stages)
+        result.output_video = self.output_plan.to_dict() if self.output_plan else None
         if interrupted:
             raise PipelineInterrupted(result)
         return result
@@ -379,11 +384,6 @@ class Pipeline:
             partial.unlink(missing_ok=True)
             return None
         return partial
-
-
-def _strings(options: dict[str, Any]) -> dict[str, str]:
-    """FFmpeg takes option values as strings; YAML gives ints and bools too."""
-    return {str(k): str(int(v) if isinstance(v, bool) else v) for k, v in options.items()}
 
 
 def run(source: Any, target: Any, config: RunConfig | None = None, *,

@@ -42,6 +42,9 @@ class RunResult:
     input_ended: str | None = None
     reconnects: int = 0
     latency_s: dict[str, float] = field(default_factory=dict)  # last / mean / max, decode to encode
+    # How the video was written when the encoder's quality was left to us
+    # (pipeline/output_plan.py): {mode: copy|encode, crf, mean_qp, reason}, else None.
+    output_video: dict[str, Any] | None = None
 
     @property
     def fps(self) -> float:
@@ -76,7 +79,7 @@ class RunResult:
             "stages": self.stage_stats, "interrupted": self.interrupted, "live": self.live,
             "late": self._restore("late", 0), "restored_light": self._restore("restored_light", 0),
             "input_ended": self.input_ended,
-            "reconnects": self.reconnects, "latency_s": {k: round(v, 4) for k, v in self.latency_s.items()},
+            "reconnects": self.reconnects, "output_video": self.output_video, "latency_s": {k: round(v, 4) for k, v in self.latency_s.items()},
         }
 
 

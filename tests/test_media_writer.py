@@ -32,9 +32,14 @@ def copy_frames(reader: InputReader, writer: OutputWriter, limit: int | None = N
 # --- config ------------------------------------------------------------------------
 
 
-def test_config_defaults_are_high_quality_x264():
+def test_config_defaults_are_x264_with_the_quality_taken_from_the_input():
+    """CRF "auto": the output plan (pipeline/output_plan.py) picks it from the input's
+    quantizer; FALLBACK_CRF is what an input without one gets."""
+    from streamfix.media.encoding import FALLBACK_CRF
+
     config = EncodeConfig()
-    assert (config.codec, config.crf, config.preset, config.pix_fmt) == ("libx264", 16, "medium", None)
+    assert (config.codec, config.crf, config.preset, config.pix_fmt) == ("libx264", "auto", "medium", None)
+    assert FALLBACK_CRF == 16
 
 
 def test_config_loads_strictly_from_yaml_data():

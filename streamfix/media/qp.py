@@ -2,8 +2,16 @@
 
 Set `stream.codec_context.options = {"export_side_data": "venc_params"}` before the
 first decode; then every H.264 frame carries VIDEO_ENC_PARAMS side data whose
-`qp_map()` is the QP of each 16x16 macroblock. Other decoders (HEVC, VP9, MPEG-2,
-MJPEG, ...) export nothing in the FFmpeg that PyAV bundles: callers get None.
+`qp_map()` is the QP of each 16x16 macroblock.
+
+Only H.264's numbers are H.264 QPs, which is what the video model is conditioned
+on. Other decoders answer the same request differently: VP9 attaches a frame-level
+q index (0-255) and no blocks at all, MPEG-2 and MPEG-4 attach a qscale (1-31) per
+macroblock, and PyAV's `qp_map()` raises on anything that is not one record per
+16x16 block (every VP9 frame, or a damaged H.264 frame). So the side data is read
+defensively: any codec type but H.264, any shape that does not cover the frame, and
+any error in reading it mean "no QP map" (the caller passes the frame through, or
+estimates, see restore/strength.py), never a crash.
 """
 
 from __future__ import annotations
@@ -13,22 +21,32 @@ import numpy as np
 
 EXPORT_QP_OPTIONS = {"export_side_data": "venc_params"}
 MACROBLOCK = 16
+# H.264's QP range (8-bit; deeper video extends it downwards, never past 51).
+H264_QP_RANGE = (-12.0, 51.0)
 
 try:
     _ENC_PARAMS = av.sidedata.sidedata.Type.VIDEO_ENC_PARAMS
+    _H264 = av.sidedata.encparams.VideoEncParamsType.H264
 except AttributeError:  # a PyAV without the wrapper: no QP maps
-    _ENC_PARAMS = None
+    _ENC_PARAMS = _H264 = None
 
 
 def frame_qp_map(frame: av.VideoFrame) -> np.ndarray | None:
-    """rows x cols QP of the frame's macroblocks, or None if the decoder gave none."""
+    """rows x cols QP of the frame's macroblocks, or None if the decoder gave no
+    usable H.264 map (see the module docstring)."""
     if _ENC_PARAMS is None:
         return None
-    params = frame.side_data.get(_ENC_PARAMS)
-    if params is None:
+    try:
+        params = frame.side_data.get(_ENC_PARAMS)
+        if params is None or params.codec_type != _H264 or params.nb_blocks <= 0:
+            return None
+        qp = np.asarray(params.qp_map(), dtype=np.float32)
+    except Exception:  # noqa: BLE001 - side data is a hint; a bad one must not stop the run
         return None
-    qp = np.asarray(params.qp_map(), dtype=np.float32)
-    return qp if qp.size else None
+    rows, cols = -(-frame.height // MACROBLOCK), -(-frame.width // MACROBLOCK)
+    if qp.shape != (rows, cols) or not np.isfinite(qp).all():
+        return None
+    return np.clip(qp, *H264_QP_RANGE)
 
 
 def qp_map_to_pixels(qp: np.ndarray, height: int, width: int, block: int = MACROBLOCK) -> np.ndarray:

@@ -17,6 +17,7 @@ from typing import Any
 from streamfix.cli.args import non_negative_int, port, positive_float, positive_int
 from streamfix.cli.machine import add_engine, add_info, cmd_engine, cmd_info
 from streamfix.core.errors import OptionError, OutputError, StreamfixError
+from streamfix.core.threads import STOP_REQUESTED
 from streamfix.core.options import CHROMA_MODES, ENGINE_NAMES
 
 
@@ -174,6 +175,9 @@ class _Interrupts:
     def __call__(self, signum: int, frame: object) -> None:
         self.count += 1
         if not self.pipeline.running_threads:
+            # Also recorded: raised inside a native library's callback, the
+            # KeyboardInterrupt can be lost, and waits in loops check the event.
+            STOP_REQUESTED.set()
             raise KeyboardInterrupt
         if self.count == 1:
             print("streamfix: finishing the output (press Ctrl-C again to stop at once)", file=sys.stderr)
@@ -184,6 +188,7 @@ class _Interrupts:
     def install(self) -> None:
         import signal
 
+        STOP_REQUESTED.clear()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self)
 

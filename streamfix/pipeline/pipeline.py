@@ -59,12 +59,12 @@ from streamfix.media.writer import MediaWriter, check_writable
 from streamfix.pipeline.progress import Progress, make_progress
 from streamfix.restore.restorer import Restorer
 from streamfix.pipeline.run_config import RunConfig, engine_configs
-from streamfix.pipeline.run_result import PipelineError, PipelineInterrupted, RunResult, busy_seconds, pipeline_error
+from streamfix.pipeline.run_result import (PipelineError, PipelineInterrupted, RunResult, busy_seconds, end_warnings,
+                                          input_counts, pipeline_error)
 from streamfix.pipeline.restore_stage import RestoreStage
 from streamfix.pipeline.stages import BatchContext, build_stages
 from streamfix.pipeline.counters import StreamMetrics, stage_stats
 from streamfix.core.threads import END, POLL_S, Control, Failure, Stopped, Worker
-
 
 
 class Pipeline:
@@ -133,7 +133,8 @@ class Pipeline:
         failing later raises PipelineError; Ctrl-C raises PipelineInterrupted."""
         stages = self._stages if self._stages is not None else build_stages(self.config.stages, lambda: RestoreStage(self._make_restorer()))
         if isinstance(self.target, Path):
-            check_writable(self.target, self.source if isinstance(self.source, (str, Path)) else None)
+            check_writable(self.target, self.source if isinstance(self.source, (str, Path)) else None,
+                           container_format=self.config.output.format)
         start = time.perf_counter()
         self.metrics.running = True
         try:
@@ -163,7 +164,7 @@ class Pipeline:
 
         Their messages (engine choice, fallbacks) are held back until both opened: when
         setup fails, the error is the one line the user sees."""
-        held: list[str] = []
+        held: list[str] = list(getattr(reader, "notes", ()))  # what the input brings that is not restored
         self._emit = held.append
         video = reader.video
         self._expected_frames = None if video.is_still or reader.live else video.frame_count
@@ -350,14 +351,13 @@ class Pipeline:
                 failure = Failure("encode", writer.frames_written, exc)
         if failure is not None:
             raise pipeline_error(failure, self._abort()) from failure.error
-        if reader.end_reason is not None:
-            hint = " (use --reconnect N to wait for the sender again)" if self.live else ""
-            self._emit(f"streamfix: warning: {reader.end_reason}; the output was closed cleanly with every "
-                       f"frame received{hint}")
+        for line in end_warnings(reader, writer, live=self.live):
+            self._emit(line)
         result = RunResult(input=self.metrics.source, output=self.metrics.target, frames_in=self.metrics.frames_in,
                            frames_out=writer.frames_written if writer else 0, seconds=seconds,
                            interrupted=interrupted, live=self.live, input_ended=reader.end_reason,
-                           reconnects=reader.reconnects, latency_s=self.metrics.latency())
+                           reconnects=reader.reconnects, latency_s=self.metrics.latency(),
+                           **input_counts(reader, writer))
         result.stage_seconds = busy_seconds(workers)
         result.stage_stats = stage_stats(stages)
         if interrupted:

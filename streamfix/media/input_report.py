@@ -31,6 +31,7 @@ class InputReport:
     read_errors: int = 0          # demuxer errors read past
     timestamp_jumps: list[tuple[float, float]] = field(default_factory=list)  # (output s, jump s)
     timestamps_fixed: int = 0     # frames and packets moved later because their time did not advance
+    dropped_packets: int = 0      # damaged audio/subtitle packets the output could not store
     notes: list[str] = field(default_factory=list)
 
     def close_count(self, codec: str, frames: int) -> None:
@@ -53,15 +54,19 @@ class InputReport:
             lines.append(f"streamfix: warning: {source} is damaged: {'; '.join(parts)}; decoding went on "
                          f"past the damage")
         if self.read_errors:
-            lines.append(f"streamfix: warning: {source}: the demuxer failed {self.read_errors} times and "
+            lines.append(f"streamfix: warning: {source}: the demuxer failed {_times(self.read_errors)} and "
                          f"reading went on after each failure; data at those places is missing")
         if self.timestamp_jumps:
             shown = ", ".join(f"{'back' if jump < 0 else 'ahead'} {abs(jump):.2f} s at {at:.2f} s"
                               for at, jump in self.timestamp_jumps[:3])
             more = f" and {len(self.timestamp_jumps) - 3} more" if len(self.timestamp_jumps) > 3 else ""
-            lines.append(f"streamfix: warning: {source}: the timestamps jumped {len(self.timestamp_jumps)} "
-                         f"times ({shown}{more} of the output); the output continues across each jump "
+            count = len(self.timestamp_jumps)
+            lines.append(f"streamfix: warning: {source}: the timestamps jumped {_times(count)} ({shown}{more} "
+                         f"of the output); the output continues across {'it' if count == 1 else 'each jump'} "
                          f"without a gap, audio and subtitles shifted with the video")
+        if self.dropped_packets:
+            lines.append(f"streamfix: warning: {source}: {self.dropped_packets} damaged audio, subtitle or data "
+                         f"packets could not be stored in the output and were left out")
         if self.timestamps_fixed:
             lines.append(f"streamfix: warning: {source}: {self.timestamps_fixed} frames or packets had a "
                          f"timestamp that did not advance; each was moved just after the one before")
@@ -71,4 +76,8 @@ class InputReport:
         """The `--stats` fields."""
         return {"damaged_packets": max(self.lost_frames, self.failed_packets), "concealed": self.concealed,
                 "read_errors": self.read_errors, "timestamp_jumps": len(self.timestamp_jumps),
-                "timestamps_fixed": self.timestamps_fixed}
+                "timestamps_fixed": self.timestamps_fixed, "dropped_packets": self.dropped_packets}
+
+
+def _times(count: int) -> str:
+    return "once" if count == 1 else f"{count} times"

@@ -35,9 +35,10 @@ def _describe(stream: av.stream.Stream) -> str:
 
 
 def restored_video(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
-    """The video stream streamfix restores, or None if the input has none."""
+    """The video stream streamfix restores, or None if the input has none that a
+    decoder can read (no codec: damaged, or a codec FFmpeg does not know)."""
     for stream in container.streams.video:
-        if not _is_attached_picture(stream):
+        if not _is_attached_picture(stream) and stream.codec_context is not None:
             return stream
     return None
 

@@ -131,6 +131,9 @@ class VideoReader:
         if stream is None:
             kinds = describe_streams(container)
             self._close_container()
+            if "video #" in kinds and "unknown codec" in kinds:
+                raise InputError(f"{self.source}: its video ({kinds}) cannot be decoded: FFmpeg knows no codec "
+                                 f"for it; the file is corrupt or uses a codec this build lacks")
             hint = "; if it should hold video, the file is corrupt" if "unknown codec" in kinds else ""
             raise InputError(f"{self.source}: has no video stream (it holds {kinds}); "
                              f"streamfix restores video and still images only{hint}")
@@ -332,7 +335,9 @@ class VideoReader:
         end_s = completeness.frame_end_s(*self._last_timing, period) if self._last_timing is not None else None
         if end_s is not None:  # compared on the input's own clock, before any jump was closed
             end_s -= float(self._timing.shift_s)
-        missing = completeness.shortfall(self._stream, frames=self._index, end_s=end_s, period_s=float(period))
+        # Packets lost to damage were counted and are reported as such, not as a cut file.
+        frames = max(self._index, self._report.video_packets)
+        missing = completeness.shortfall(self._stream, frames=frames, end_s=end_s, period_s=float(period))
         if missing is not None:
             self.end_reason = f"{self.source}: {missing}; it is truncated or corrupt from there on"
 

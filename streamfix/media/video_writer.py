@@ -80,6 +80,7 @@ class VideoWriter(FrameWriter):
         self._copy_map: dict[int, av.stream.Stream] = {}
         self._options = dict(options or {})
         self.timestamps = OutputTimestamps()
+        self.dropped_packets = 0  # damaged copied packets the muxer could not store
         try:
             format_name = output_format_for(self.target, container_format)
             self._choose_encoder(format_name)
@@ -261,7 +262,8 @@ class VideoWriter(FrameWriter):
         try:
             self._mux([packet])
         except av.error.FFmpegError as exc:
-            raise self._write_failed(f"copying a {stream.type} packet at pts {packet.pts}", exc) from None
+            raise self._write_failed(f"copying {_a(stream.type)} {stream.type} packet at pts {packet.pts}",
+                                     exc) from None
 
     # --- ending ----------------------------------------------------------------
 
@@ -282,11 +284,20 @@ class VideoWriter(FrameWriter):
                 raise self._write_failed("finishing the output", exc) from None
 
     def _mux(self, packets: list[av.Packet], container: av.container.OutputContainer | None = None) -> None:
-        """Mux packets, each with an increasing dts in its stream (OutputTimestamps)."""
+        """Mux packets, each with an increasing dts in its stream (OutputTimestamps).
+
+        A damaged copied packet (an AAC frame whose ADTS header a bit error broke) is
+        refused by the muxer as invalid data, possibly later, when the interleaving
+        buffer passes it on during another packet's call. Only that packet is lost
+        (the muxer keeps the rest buffered), so it is counted and writing goes on, as
+        FFmpeg does; a disk or connection error still ends the run."""
         container = container or self._container
         for packet in packets:
             self.timestamps.fit(packet, packet.stream)
-            container.mux(packet)
+            try:
+                container.mux(packet)
+            except av.error.InvalidDataError:
+                self.dropped_packets += 1
 
     def _write_failed(self, what: str, exc: av.error.FFmpegError) -> OutputError:
         if self.is_file:
@@ -306,3 +317,7 @@ class VideoWriter(FrameWriter):
         if not keep_partial:
             self._closed = True
             self._remove_partial()
+
+
+def _a(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"

@@ -49,6 +49,7 @@ class RunResult:
     read_errors: int = 0       # demuxer errors read past
     timestamp_jumps: int = 0   # jumps of the input's clock, closed in the output
     timestamps_fixed: int = 0  # frames and packets moved later because their time did not advance
+    dropped_packets: int = 0   # damaged audio/subtitle/data packets the output could not store
 
     @property
     def fps(self) -> float:
@@ -85,6 +86,7 @@ class RunResult:
             "reconnects": self.reconnects, "latency_s": {k: round(v, 4) for k, v in self.latency_s.items()},
             "damaged_packets": self.damaged_packets, "concealed": self.concealed, "read_errors": self.read_errors,
             "timestamp_jumps": self.timestamp_jumps, "timestamps_fixed": self.timestamps_fixed,
+            "dropped_packets": self.dropped_packets,
         }
 
 
@@ -125,7 +127,8 @@ def _input_report(reader: Any, writer: Any) -> Any:
     if report is None:
         return None
     fixed_by_writer = getattr(getattr(writer, "timestamps", None), "fixed", 0)
-    return dataclasses.replace(report, timestamps_fixed=report.timestamps_fixed + fixed_by_writer)
+    return dataclasses.replace(report, timestamps_fixed=report.timestamps_fixed + fixed_by_writer,
+                               dropped_packets=getattr(writer, "dropped_packets", 0))
 
 
 def end_warnings(reader: Any, writer: Any, *, live: bool) -> list[str]:

@@ -80,6 +80,7 @@ class InputSource:
             return open_container()
         except av.error.FFmpegError as exc:
             self.restore_pipe()
+            raise_if_stop_requested()  # a signal during the wait ends the run as a signal, not as a failure
             if self.live or self.is_url:
                 raise InputError(f"{self.name}: cannot open the stream ({exc.strerror}); check the "
                                  f"address, that the sender is running, and --input-format") from None

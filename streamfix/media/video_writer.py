@@ -151,6 +151,7 @@ class VideoWriter(FrameWriter):
             self._discard(keep_partial=isinstance(exc, TimeoutError))
             if isinstance(exc, TimeoutError):
                 raise
+            raise_if_stop_requested()  # a signal during the wait ends the run as a signal, not as a failure
             if not self.is_file and isinstance(exc, OSError) and exc.errno not in (None, errno.EINVAL):
                 # The header is the first write: a stream output connects (or, in
                 # listen mode, waits for its client) here.

@@ -212,11 +212,11 @@ class VideoReader:
     def _read(self) -> Iterator[DecodedFrame | av.Packet]:
         discontinuous = bool(self._container.format.flags & av.format.Flags.ts_discont.value)
         self._timing = Timestamps(self._stream, discontinuous=discontinuous)
-        try:
-            yield from self._read_connections()
-        finally:
-            self._ended = True
-            self._report.close_count(self._stream.codec_context.name, self._index)
+        yield from self._read_connections()
+        # Only an input read to its end can say how many frames damage cost: one left
+        # early (Ctrl-C) still has frames in the decoder's delay buffer.
+        self._ended = True
+        self._report.close_count(self._stream.codec_context.name, self._index)
 
     def _read_connections(self) -> Iterator[DecodedFrame | av.Packet]:
         while True:

@@ -109,3 +109,13 @@ def test_a_partial_file_swapped_while_written_is_not_renamed(tmp_path):
     with pytest.raises(OutputError, match="was replaced or removed while it was written"):
         partial.rename_to_target()
     assert not target.exists() and partial.path.read_bytes() == b"someone else's"
+
+
+def test_a_link_at_the_output_name_is_replaced_not_followed(tmp_path, capsys, clip):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / "out.mkv").symlink_to(victim)
+    code, err, _ = run_cli([clip.path, tmp_path / "out.mkv"], capsys, tmp_path)
+    assert code == 0, err
+    assert victim.read_text() == "precious" and not (tmp_path / "out.mkv").is_symlink()
+    assert len(mg.probe(tmp_path / "out.mkv").frame_pts) == 12

@@ -77,3 +77,10 @@ def test_an_encoder_whose_presets_are_numbers_starts_with_the_default(tmp_path, 
     code, err, _ = run_cli([clip.path, tmp_path / "out2.mkv", "--codec", "libsvtav1", "--preset", "slow"],
                            capsys, tmp_path, stats=False)
     assert_one_line_error(code, err, "preset 'slow' is not a number", "from -2 to 13")
+
+
+def test_a_preset_for_an_encoder_without_presets_is_warned(tmp_path, capsys, clip):
+    """`--preset slow` with an encoder that has no presets (FFV1) was ignored silently."""
+    code, err, _ = run_cli([clip.path, tmp_path / "out.mkv", "--codec", "ffv1", "--preset", "slow"], capsys, tmp_path)
+    assert code == 0, err
+    assert len(warnings_about(err, "ffv1 has no presets: preset 'slow' ignored")) == 1

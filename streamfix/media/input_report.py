@@ -34,9 +34,10 @@ class InputReport:
     dropped_packets: int = 0      # damaged audio/subtitle packets the output could not store
     notes: list[str] = field(default_factory=list)
 
-    def close_count(self, codec: str, frames: int) -> None:
-        """At the end of the input: how many frames the damage cost."""
-        if codec in ONE_FRAME_PER_PACKET:
+    def close_count(self, codec: str, frames: int, *, interlaced: bool = False) -> None:
+        """At the end of the input: how many frames the damage cost. Interlaced video
+        may send each field as a packet of its own, so there only refused packets count."""
+        if codec in ONE_FRAME_PER_PACKET and not interlaced:
             self.lost_frames = max(0, self.video_packets - frames)
         else:
             self.lost_frames = self.failed_packets

@@ -107,6 +107,7 @@ class VideoReader:
         self.copy_streams: list[av.stream.Stream] = []
         self._report = InputReport()
         self._ended = False
+        self._interlaced = False
         self._timing: Timestamps | None = None
         self._timeout_s, self._reconnect, self._log = timeout_s, reconnect, log
         self._container: av.container.InputContainer | None = None
@@ -169,7 +170,8 @@ class VideoReader:
         frame_count = stream.frames or None
         if frame_count is None and duration_s and rate:
             frame_count = max(1, round(duration_s * float(rate)))
-        if frame.interlaced_frame:
+        self._interlaced = bool(frame.interlaced_frame)
+        if self._interlaced:
             self._report.notes.append(
                 f"streamfix: warning: {self.source}: the video is interlaced; it is restored and encoded as "
                 f"progressive frames (the fields stay woven, the interlaced flag is not carried): deinterlace "
@@ -216,7 +218,7 @@ class VideoReader:
         # Only an input read to its end can say how many frames damage cost: one left
         # early (Ctrl-C) still has frames in the decoder's delay buffer.
         self._ended = True
-        self._report.close_count(self._stream.codec_context.name, self._index)
+        self._report.close_count(self._stream.codec_context.name, self._index, interlaced=self._interlaced)
 
     def _read_connections(self) -> Iterator[DecodedFrame | av.Packet]:
         while True:

@@ -50,7 +50,8 @@ from streamfix.media.container_extras import carry_extras, extras_notes
 from streamfix.media.containers import output_format_for
 from streamfix.media.decoded import VideoInfo
 from streamfix.media.encoder_check import check_options, explain_start_failure
-from streamfix.media.encoding import EncodeConfig, choose_pix_fmt, codec_for, encoder_options, parse_bitrate
+from streamfix.media.encoding import (DEFAULT_PRESET, EncodeConfig, choose_pix_fmt, codec_for, encoder_options,
+                                      parse_bitrate)
 from streamfix.media.frame_fields import COLOUR_FIELDS, colour_tags, copy_timing
 from streamfix.media.frame_writer import FrameWriter
 from streamfix.media.planes import reformat
@@ -105,6 +106,8 @@ class VideoWriter(FrameWriter):
         self._encoder_options = encoder_options(cfg, self.codec)
         for line in check_options(self.codec, self._encoder_options):
             self.log(line)
+        if cfg.preset != DEFAULT_PRESET and "preset" not in self._encoder_options:
+            self.log(f"streamfix: warning: the encoder {self.codec} has no presets: preset {cfg.preset!r} ignored")
         wanted = cfg.pix_fmt or info.pix_fmt
         self.pix_fmt = choose_pix_fmt(self.codec, wanted, info.width, info.height)
         if self.pix_fmt != wanted:

@@ -93,8 +93,11 @@ def test_16_bit_grey_keeps_its_depth_without_a_warning(tmp_path, capsys):
 
 
 def test_interlaced_video_is_said(tmp_path, capsys):
-    """The interlaced flag was lost without a word."""
+    """The interlaced flag was lost without a word (and reading the QP map of
+    interlaced H.264 raised in PyAV, see test_other_codecs.py)."""
     source = hm.interlaced_h264(tmp_path / "in.mp4")
-    code, err, _ = run_cli([source, tmp_path / "out.mkv"], capsys, tmp_path)
+    code, err, stats = run_cli([source, tmp_path / "out.mkv"], capsys, tmp_path)
     assert code == 0, err
-    assert len(warnings_about(err, "the video is interlaced")) == 1
+    assert stats["frames_out"] == 8
+    if stats["restored"]:  # re-encoded as progressive frames (a copied video stays interlaced)
+        assert len(warnings_about(err, "the video is interlaced")) == 1

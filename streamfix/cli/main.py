@@ -18,6 +18,7 @@ from streamfix.cli.args import non_negative_int, port, positive_float, positive_
 from streamfix.cli.machine import add_engine, add_info, cmd_engine, cmd_info
 from streamfix.core.errors import OptionError, OutputError, StreamfixError
 from streamfix.core.options import CHROMA_MODES, ENGINE_NAMES, TIERS
+from streamfix.core.threads import STOP_REQUESTED
 
 
 class _Parser(argparse.ArgumentParser):
@@ -175,6 +176,9 @@ class _Interrupts:
     def __call__(self, signum: int, frame: object) -> None:
         self.count += 1
         if not self.pipeline.running_threads:
+            # Also recorded: raised inside a native library's callback, the
+            # KeyboardInterrupt can be lost, and waits in loops check the event.
+            STOP_REQUESTED.set()
             raise KeyboardInterrupt
         if self.count == 1:
             print("streamfix: finishing the output (press Ctrl-C again to stop at once)", file=sys.stderr)
@@ -185,8 +189,20 @@ class _Interrupts:
     def install(self) -> None:
         import signal
 
+        STOP_REQUESTED.clear()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self)
+
+    @staticmethod
+    def ignore_from_now() -> None:
+        """The process is ending because of a signal: later ones are ignored until it
+        has exited. Python's shutdown puts the default action back in place of a
+        handler like ours, so a third quick Ctrl-C arriving then killed the finished
+        process with SIGINT instead of letting it exit 130."""
+        import signal
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -306,18 +322,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _, command = COMMANDS[args.command]
     try:
-        return command(args)
+        code = command(args)
     except StreamfixError as exc:
         print(f"streamfix: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("streamfix: interrupted", file=sys.stderr)
-        return 130
+        code = 130
     except BrokenPipeError:
         # `streamfix info | head`: the reader left; stop quietly, and keep Python from
         # failing again when it flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    if code == 130 and argv is None:  # the program itself, not a caller in its own process
+        _Interrupts.ignore_from_now()
+    return code
 
 
 if __name__ == "__main__":

@@ -27,6 +27,19 @@ from streamfix.core.errors import StreamfixError
 POLL_S = 0.1  # how often a waiting thread looks at the stop events
 END = object()  # end of stream, forwarded from thread to thread
 
+# Set by a signal handler that stops the process (the command line's Ctrl-C and
+# SIGTERM) before any worker thread runs. A wait that loops around a native call in
+# the caller's thread (an output waiting for its listen-mode client) checks it
+# between calls, because the handler's own KeyboardInterrupt can be raised inside a
+# native library's callback and lost there (measured with PyAV's error check).
+STOP_REQUESTED = threading.Event()
+
+
+def raise_if_stop_requested() -> None:
+    """KeyboardInterrupt if a signal asked the process to stop (STOP_REQUESTED)."""
+    if STOP_REQUESTED.is_set():
+        raise KeyboardInterrupt
+
 
 class Stopped(Exception):
     """Raised inside a thread when it must return because another one asked it to."""

@@ -37,7 +37,7 @@ def container_format_for(target: str | Path, container_format: str | None = None
     if suffix not in CONTAINER_FORMATS:
         known = " ".join(sorted(set(CONTAINER_FORMATS) | set(stills.IMAGE_SUFFIXES)))
         raise OutputError(f"{target}: cannot tell the output format from {suffix or 'no suffix'!r}; "
-                          f"use one of {known}, or name the container format")
+                          f"use one of {known}, or name the container format (--format matroska, mp4, ...)")
     return CONTAINER_FORMATS[suffix]
 
 

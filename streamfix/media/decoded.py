@@ -39,6 +39,9 @@ class VideoInfo:
     sample_aspect_ratio: Fraction | None = None
     # A still's EXIF/ICC blobs, written back to a still output (orientation, profile).
     image_metadata: tuple[tuple[str, bytes], ...] = ()
+    # A video file's own tags (title, artist, ...) and chapters, carried to the output.
+    container_metadata: tuple[tuple[str, str], ...] = ()
+    chapters: tuple[dict, ...] = ()
 
     @property
     def size(self) -> str:

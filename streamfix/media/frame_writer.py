@@ -3,7 +3,8 @@ each frame, and how writing ends (finish or abort).
 
 - A file is written as `<stem>.partial<suffix>` and `finish()` renames it to the
   target, so a file under the target name is always complete. `abort()` closes what
-  was written (still playable) and leaves it under the partial name.
+  was written (still playable) and leaves it under the partial name. The partial
+  file is created by this run alone and never through a link (partial_file.py).
 - Unwritable targets fail before any decoding or inference starts (`check_writable`).
 - A pipe (`-`, `pipe:N`), a URL or a file-like object has no name to rename: it is
   written directly.
@@ -29,12 +30,9 @@ from streamfix.media import endpoints
 from streamfix.media import stills
 from streamfix.media.containers import container_format_for
 from streamfix.media.decoded import VideoInfo
+from streamfix.media.partial_file import PartialFile, partial_path
 
-
-def partial_path(target: str | Path) -> Path:
-    """Where the output lives until it is complete: out.mp4 -> out.partial.mp4."""
-    target = Path(target)
-    return target.with_name(f"{target.stem}.partial{target.suffix}")
+__all__ = ["FrameWriter", "check_writable", "partial_path"]
 
 
 def check_writable(target: str | Path, source: str | Path | None = None, *,
@@ -51,9 +49,8 @@ def check_writable(target: str | Path, source: str | Path | None = None, *,
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"{target}: no permission to write in {parent}; choose another directory")
     if source is not None and "://" not in str(source):
-        for candidate in (target, partial_path(target)):
-            if candidate.exists() and Path(source).exists() and os.path.samefile(candidate, source):
-                raise OutputError(f"{target}: is the input file itself; choose another output name")
+        if target.exists() and Path(source).exists() and os.path.samefile(target, source):
+            raise OutputError(f"{target}: is the input file itself; choose another output name")
     if not (container_format is None and stills.is_image_target(target)):
         container_format_for(target, container_format)
     return target
@@ -75,9 +72,13 @@ class FrameWriter(ABC):
         self.log = log
         self.frames_written = 0
         self._closed = False
+        self._partial_file: PartialFile | None = None
         if self.is_file:
             self.target = check_writable(target, source, container_format=container_format)
-            self.partial: Path | None = partial_path(self.target)
+            self._partial_file = PartialFile(self.target)
+            self.partial: Path | None = self._partial_file.path
+            if self._partial_file.note:
+                log(self._partial_file.note)
         else:
             self.target, self.partial = target, None
 
@@ -105,20 +106,25 @@ class FrameWriter(ABC):
     def finish(self) -> Path:
         """Close the output and give the file its final name; returns the target."""
         self._check_open()
-        self._close(quiet=False)
+        try:
+            self._close(quiet=False)
+        except BaseException:
+            if self._partial_file is not None:
+                self._partial_file.close()
+            raise
         self._closed = True
         if self.partial is None:
             if self.frames_written == 0:
                 raise OutputError(f"{self.name}: no frame was written")
             return self.target
         if self.frames_written == 0:
+            if self.partial.exists() and self.partial.stat().st_size == 0:
+                self._partial_file.remove()  # nothing in it (a still image is saved only when finished)
+            else:
+                self._partial_file.close()
             left = f"; the incomplete output is left at {self.partial}" if self.partial.exists() else ""
             raise OutputError(f"{self.target}: no frame was written{left}")
-        try:
-            os.replace(self.partial, self.target)
-        except OSError as exc:
-            raise OutputError(f"{self.target}: the finished output could not take its name ({exc}); "
-                              f"it is complete at {self.partial}") from None
+        self._partial_file.rename_to_target()
         return self.target
 
     def abort(self) -> Path | None:
@@ -126,8 +132,22 @@ class FrameWriter(ABC):
         (returned), a stream is just closed (None)."""
         if not self._closed:
             self._closed = True
-            self._close(quiet=True)
+            try:
+                self._close(quiet=True)
+            finally:
+                if self._partial_file is not None:
+                    self._partial_file.close()
         return self.partial
+
+    @property
+    def _write_path(self) -> str:
+        """What the encoder or image library opens: this run's own partial file."""
+        return self._partial_file.open_path
+
+    def _remove_partial(self) -> None:
+        """Undo the partial file after a failed open: nothing useful was written."""
+        if self._partial_file is not None:
+            self._partial_file.remove()
 
     @abstractmethod
     def _store(self, frame: av.VideoFrame) -> None:

@@ -9,16 +9,29 @@
 - URLs get the protocols' own timeout options on top of PyAV's read timeout (see
   endpoints.py for why both).
 - An open PyAV container passed in is used as it is and left open: its owner closes it.
+- Opening a pipe or a URL can wait up to the input timeout for a silent sender, inside
+  FFmpeg, where Python's signal handlers cannot run (measured: Ctrl-C during a 30 s
+  open of a silent udp:// input took effect after the 30 s, and was then reported as
+  "cannot open the stream"). So such an open runs on a helper thread while the
+  caller waits for it in short slices: Ctrl-C and SIGTERM take effect at once. The
+  open itself is never cut short (a shorter FFmpeg timeout per attempt would abort
+  slow but healthy opens and lose the bytes a pipe had already given); an abandoned
+  open closes its container when it returns.
+- Tags that are not valid UTF-8 (damaged or oddly written files) are read with
+  replacement characters rather than failing the open.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import av
 
 from streamfix.core.errors import InputError
+from streamfix.core.threads import POLL_S, raise_if_stop_requested
 from streamfix.media import endpoints
 
 
@@ -55,11 +68,19 @@ class InputSource:
         options = dict(self._options)
         if self.is_url:
             options = {**endpoints.timeout_options(self.source, self._timeout_s), **options}
-        try:
-            return av.open(self._target(), format=self._format, options=options,
+        target = self._target()
+
+        def open_container() -> av.container.InputContainer:
+            return av.open(target, format=self._format, options=options, metadata_errors="replace",
                            timeout=(self._timeout_s, self._timeout_s))
+
+        try:
+            if self.live or self.is_url:
+                return _open_interruptibly(open_container)
+            return open_container()
         except av.error.FFmpegError as exc:
             self.restore_pipe()
+            raise_if_stop_requested()  # a signal during the wait ends the run as a signal, not as a failure
             if self.live or self.is_url:
                 raise InputError(f"{self.name}: cannot open the stream ({exc.strerror}); check the "
                                  f"address, that the sender is running, and --input-format") from None
@@ -94,3 +115,40 @@ class InputSource:
             except OSError:
                 pass
             self._pipe_blocking = None
+
+
+def _open_interruptibly(open_container: Callable[[], av.container.InputContainer]) -> av.container.InputContainer:
+    """`open_container()` on a helper thread, waited for in POLL_S slices (see the
+    module docstring). An exception in the caller (KeyboardInterrupt from a signal
+    handler) leaves the open running; its container is closed when it returns."""
+    box: dict[str, object] = {}
+    lock = threading.Lock()
+
+    def attempt() -> None:
+        try:
+            container = open_container()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+            box["error"] = exc
+            return
+        with lock:
+            if box.get("abandoned"):
+                container.close()
+            else:
+                box["container"] = container
+
+    thread = threading.Thread(target=attempt, name="streamfix-open-input", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(POLL_S)
+            raise_if_stop_requested()
+    except BaseException:
+        with lock:
+            box["abandoned"] = True
+            opened = box.pop("container", None)
+        if opened is not None:
+            opened.close()
+        raise
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["container"]  # type: ignore[return-value]

@@ -3,7 +3,8 @@
 Stills never go through FFmpeg (stills.py says why). The reader offers the same
 interface as VideoReader, so the pipeline does not ask which one it has: `video`,
 `items()` (one DecodedFrame, no packets), `copy_streams` (none), `live`,
-`end_reason` and `reconnects` (a file neither stalls nor reconnects).
+`end_reason` and `reconnects` (a file neither stalls nor reconnects), and `notes`
+(what reading the picture lost, e.g. 16-bit colour or an alpha channel).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class StillReader:
             time_base=Fraction(1, 1), average_rate=None, start_time=0, **colour_tags(frame),
             rotation=still.rotation, frame_count=1, duration_s=None, is_still=True,
             image_metadata=still.metadata)
+        # What reading the picture lost, said before the run starts (one line).
+        self.notes = ([f"streamfix: warning: {self.source}: {'; '.join(still.conversions)}"]
+                      if still.conversions else [])
         self._pending = [DecodedFrame(index=0, frame=frame, qp_map=None, packet_bytes=None,
                                       jpeg_quality=still.jpeg_quality, arrival=time.monotonic())]
 

@@ -2,7 +2,7 @@
 
 An image holds one frame, so a video input is refused when the writer opens, before
 any work, and a second frame is refused when it arrives. The frame is kept until
-`finish()` saves it (under the partial name first, like any file output), with the
+`finish()` saves it (into this run's partial file first, like any file output), with the
 input's EXIF/ICC blobs, so a photo's orientation and colour profile survive.
 Copied streams have nowhere to go in an image: their packets are ignored.
 """
@@ -27,6 +27,8 @@ class StillWriter(FrameWriter):
                  log: Callable[[str], None] = print) -> None:
         super().__init__(target, video, container_format=None, source=source, log=log)
         if not video.is_still and video.frame_count != 1:
+            self._closed = True
+            self._remove_partial()
             raise OutputError(f"{self.target}: an image file holds one frame and the input is a video; "
                               f"write a video file (.mp4, .mkv) instead")
         self.image_format = stills.IMAGE_SUFFIXES[self.target.suffix.lower()]
@@ -48,7 +50,7 @@ class StillWriter(FrameWriter):
             return
         info = self.video
         try:
-            stills.write_still(self.partial, self._frame, image_format=self.image_format,
+            stills.write_still(self._write_path, self._frame, image_format=self.image_format,
                                metadata=info.image_metadata, colorspace=info.colorspace,
                                color_range=info.color_range)
         except (OSError, ValueError) as exc:

@@ -17,6 +17,10 @@ Rules this module keeps, and why:
   later, and a reconnected source continues where the last one stopped.
 - Each coded packet's size (and an MJPEG packet's JPEG quality) travels to its frame
   through FFmpeg's opaque copy, which survives B-frame reordering.
+- Damage is read past, as FFmpeg does: a packet the decoder refuses is skipped, a
+  demuxer error in a file is read past (up to READ_ERRORS_IN_A_ROW in a row), and
+  what that cost is counted in `report` (input_report.py) for the warnings and
+  `--stats`. Reading stops only when nothing more can be read.
 - Every failure a user can cause is an InputError with one line that says what to do.
 - Live sources (pipes, network URLs, see endpoints.py) are read with a timeout, so a
   stalled sender cannot hang the run. When such a source stalls, breaks or sends
@@ -51,14 +55,24 @@ from streamfix.core.jpeg import quality_from_tables
 from streamfix.media import completeness
 from streamfix.media.decoded import DecodedFrame, VideoInfo
 from streamfix.media.frame_fields import colour_tags
+from streamfix.media.input_report import InputReport
 from streamfix.media.input_source import InputSource
+from streamfix.media.input_streams import copied_streams, describe_streams, restored_video
 from streamfix.media.planes import bit_depth
 from streamfix.media.qp import EXPORT_QP_OPTIONS, frame_qp_map
 from streamfix.media.timestamps import Timestamps
 
 # Seconds to wait for a network source to connect / to send data before giving up.
 NETWORK_TIMEOUT_S = 15.0
-COPIED_STREAM_TYPES = ("audio", "subtitle", "data")
+# A file's demuxer failing this often in a row, with no packet between, has nothing
+# more to give; fewer failures are read past.
+READ_ERRORS_IN_A_ROW = 8
+# With no frame decoded from this many video packets, the video is not decodable
+# (an endless live stream would otherwise be read forever while opening).
+FIRST_FRAME_WITHIN_PACKETS = 1000
+# Container tags that describe the old file and would be wrong in the new one.
+STALE_CONTAINER_TAGS = frozenset({"encoder", "duration", "creation_time", "major_brand", "minor_version",
+                                  "compatible_brands"})
 
 
 def _snap_rotation(degrees: float) -> int:
@@ -91,6 +105,10 @@ class VideoReader:
         self.end_reason: str | None = None  # why the input ended early, if it did
         self.reconnects = 0
         self.copy_streams: list[av.stream.Stream] = []
+        self._report = InputReport()
+        self._ended = False
+        self._interlaced = False
+        self._timing: Timestamps | None = None
         self._timeout_s, self._reconnect, self._log = timeout_s, reconnect, log
         self._container: av.container.InputContainer | None = None
         self._pending: list[DecodedFrame | av.Packet] = []
@@ -110,22 +128,27 @@ class VideoReader:
     def _connect(self) -> None:
         """Open the container, pick its video and copied streams, set the decoder up."""
         container = self._container = self._input.open()
-        if not container.streams.video:
-            kinds = ", ".join(f"{s.type} ({s.codec_context.name if s.codec_context else 'unknown codec'})"
-                              for s in container.streams) or "nothing"
+        stream = restored_video(container)
+        if stream is None:
+            kinds = describe_streams(container)
             self._close_container()
+            if "video #" in kinds and "unknown codec" in kinds:
+                raise InputError(f"{self.source}: its video ({kinds}) cannot be decoded: FFmpeg knows no codec "
+                                 f"for it; the file is corrupt or uses a codec this build lacks")
             hint = "; if it should hold video, the file is corrupt" if "unknown codec" in kinds else ""
             raise InputError(f"{self.source}: has no video stream (it holds {kinds}); "
                              f"streamfix restores video and still images only{hint}")
-        self._stream = container.streams.video[0]
-        ctx = self._stream.codec_context
+        self._stream = stream
+        ctx = stream.codec_context
         ctx.thread_type = "AUTO"
         ctx.options = {**ctx.options, **EXPORT_QP_OPTIONS}
         # Lets each packet's size/quality ride along to the frame it becomes.
         ctx.copy_opaque = True
         self._is_mjpeg = ctx.name == "mjpeg"
-        self.copy_streams = [s for s in container.streams
-                             if s.type in COPIED_STREAM_TYPES and s.codec_context is not None]
+        self.copy_streams, notes = copied_streams(container, stream, self.source)
+        if self._timing is None:  # the first connection; a reconnect says nothing new
+            self._report.notes.extend(notes)
+        self._demuxed = [s for s in self.copy_streams if s.type != "attachment"]
 
     def _peek_first_frame(self) -> VideoInfo:
         """Pull items until the first frame so `video` reflects real decoded output."""
@@ -137,16 +160,23 @@ class VideoReader:
                          f"the file is empty, cut before its first frame, or corrupt")
 
     def _describe(self, frame: av.VideoFrame) -> VideoInfo:
-        stream = self._stream
+        stream, container = self._stream, self._container
         rate = stream.average_rate or stream.guessed_rate
         duration_s = None
         if stream.duration is not None and stream.time_base is not None:
             duration_s = float(stream.duration * stream.time_base)
-        elif self._container.duration is not None:
-            duration_s = self._container.duration / av.time_base
+        elif container.duration is not None:
+            duration_s = container.duration / av.time_base
         frame_count = stream.frames or None
         if frame_count is None and duration_s and rate:
             frame_count = max(1, round(duration_s * float(rate)))
+        self._interlaced = bool(frame.interlaced_frame)
+        if self._interlaced:
+            self._report.notes.append(
+                f"streamfix: warning: {self.source}: the video is interlaced; it is restored and encoded as "
+                f"progressive frames (the fields stay woven, the interlaced flag is not carried): deinterlace "
+                f"it first (e.g. ffmpeg -vf bwdif) if it is meant for progressive screens")
+        tags = tuple((k, v) for k, v in container.metadata.items() if k.lower() not in STALE_CONTAINER_TAGS)
         return VideoInfo(
             width=frame.width, height=frame.height, pix_fmt=frame.format.name,
             codec_name=stream.codec_context.name, bit_depth=bit_depth(frame),
@@ -154,7 +184,24 @@ class VideoReader:
             start_time=stream.start_time, **colour_tags(frame),
             rotation=_snap_rotation(frame.rotation), frame_count=frame_count, duration_s=duration_s,
             is_still=False, sample_aspect_ratio=stream.sample_aspect_ratio,
+            container_metadata=tags, chapters=tuple(container.chapters()),
         )
+
+    @property
+    def report(self) -> InputReport:
+        """What was done about damage and timestamps so far (input_report.py)."""
+        report = self._report
+        if self._timing is not None:
+            report.timestamp_jumps = list(self._timing.jumps)
+            report.timestamps_fixed = self._timing.moved
+        if not self._ended:
+            report.lost_frames = report.failed_packets
+        return report
+
+    @property
+    def notes(self) -> list[str]:
+        """The decisions to tell the user before the run starts (one line each)."""
+        return list(self._report.notes)
 
     # --- iteration -------------------------------------------------------------
 
@@ -165,7 +212,15 @@ class VideoReader:
         yield from self._items
 
     def _read(self) -> Iterator[DecodedFrame | av.Packet]:
-        self._timing = Timestamps(self._stream)
+        discontinuous = bool(self._container.format.flags & av.format.Flags.ts_discont.value)
+        self._timing = Timestamps(self._stream, discontinuous=discontinuous)
+        yield from self._read_connections()
+        # Only an input read to its end can say how many frames damage cost: one left
+        # early (Ctrl-C) still has frames in the decoder's delay buffer.
+        self._ended = True
+        self._report.close_count(self._stream.codec_context.name, self._index, interlaced=self._interlaced)
+
+    def _read_connections(self) -> Iterator[DecodedFrame | av.Packet]:
         while True:
             problem = yield from self._demux()
             if self._may_reconnect():
@@ -177,8 +232,11 @@ class VideoReader:
                     self._check_complete()
                 return
             if not self.live:
-                raise InputError(f"{self.source}: reading failed after {self._index} frames ({problem}); "
-                                 f"the file is truncated or corrupt from there on")
+                # Nothing more can be read: what was decoded is good, and the user
+                # hears where the file stopped giving data.
+                self.end_reason = (f"{self.source}: reading stopped after {self._index} frames ({problem}); "
+                                   f"the rest of the file is unreadable")
+                return
             # A live source that stalls or breaks has still delivered good frames:
             # end here so they are written, and say why the stream ended.
             self.end_reason = f"{self.source} stopped sending after {self._index} frames ({problem})"
@@ -187,37 +245,63 @@ class VideoReader:
     def _demux(self) -> Iterator[DecodedFrame | av.Packet]:
         """One connection's items; returns None at its end, or what went wrong."""
         container, stream = self._container, self._stream
-        try:
-            for packet in container.demux([stream, *self.copy_streams]):
-                self._timing.shift_packet(packet)
-                if packet.stream.index != stream.index:
-                    if packet.size:
-                        yield packet
-                    continue
-                yield from self._decode_packet(packet)
-        except av.error.FFmpegError as exc:
-            # Frames the decoder already holds (frame threads, B-frame delay) decoded
-            # fine: hand them out before reporting where reading stopped.
+        in_a_row = 0
+        while True:
             try:
-                yield from self._frames_out(stream.decode(None))
-            except av.error.FFmpegError:
-                pass
-            if isinstance(exc, av.error.ExitError):
-                return f"no data for {self._timeout_s:g} s"
-            return exc.strerror or type(exc).__name__
-        return None
+                for packet in container.demux([stream, *self._demuxed]):
+                    in_a_row = 0
+                    self._timing.shift_packet(packet)
+                    if packet.stream.index != stream.index:
+                        if packet.size:
+                            yield packet
+                        continue
+                    yield from self._decode_packet(packet)
+                return None
+            except av.error.FFmpegError as exc:
+                in_a_row += 1
+                if self.live or isinstance(exc, av.error.ExitError) or in_a_row >= READ_ERRORS_IN_A_ROW:
+                    yield from self._drain()
+                    if isinstance(exc, av.error.ExitError):
+                        return f"no data for {self._timeout_s:g} s"
+                    return exc.strerror or type(exc).__name__
+                self._report.read_errors += 1
+
+    def _drain(self) -> Iterator[DecodedFrame]:
+        """Frames the decoder already holds (frame threads, B-frame delay) decoded
+        fine: they come out before reading stops."""
+        try:
+            frames = self._stream.decode(None)
+        except av.error.FFmpegError:
+            return
+        yield from self._frames_out(frames)
 
     def _decode_packet(self, packet: av.Packet) -> Iterator[DecodedFrame]:
-        """The frames one video packet completes (the final empty packet drains)."""
+        """The frames one video packet completes (the final empty packet drains).
+        A packet the decoder refuses is skipped and counted: decoding goes on."""
+        report = self._report
         if packet.size:
+            report.video_packets += not packet.is_discard
+            report.concealed += packet.is_corrupt
             packet.opaque = (packet.size, self._mjpeg_quality(packet))
-        yield from self._frames_out(self._stream.decode(packet))
+        try:
+            frames = self._stream.decode(packet)
+        except av.error.DecoderNotFoundError:
+            raise InputError(f"{self.source}: this FFmpeg build has no decoder for its video codec "
+                             f"({self._stream.codec_context.name}); convert it with another tool first") from None
+        except av.error.FFmpegError:
+            report.failed_packets += bool(packet.size)
+            frames = []
+        if self._index == 0 and report.video_packets > FIRST_FRAME_WITHIN_PACKETS and not frames:
+            raise InputError(f"{self.source}: none of the first {report.video_packets} video packets could be "
+                             f"decoded; the video is corrupt")
+        yield from self._frames_out(frames)
 
     def _frames_out(self, frames: list[av.VideoFrame]) -> Iterator[DecodedFrame]:
         for frame in frames:
             self._timing.fill(frame)
             self._last_timing = (frame.pts, frame.duration, frame.time_base)
             self._check_same_shape(frame, self._index)
+            self._report.concealed += frame.is_corrupt
             size, quality = frame.opaque if frame.opaque is not None else (None, None)
             yield DecodedFrame(index=self._index, frame=frame, qp_map=frame_qp_map(frame),
                                packet_bytes=size, jpeg_quality=quality, arrival=time.monotonic())
@@ -251,7 +335,11 @@ class VideoReader:
     def _check_complete(self) -> None:
         period = self._timing.step * self._timing.time_base
         end_s = completeness.frame_end_s(*self._last_timing, period) if self._last_timing is not None else None
-        missing = completeness.shortfall(self._stream, frames=self._index, end_s=end_s, period_s=float(period))
+        if end_s is not None:  # compared on the input's own clock, before any jump was closed
+            end_s -= float(self._timing.shift_s)
+        # Packets lost to damage were counted and are reported as such, not as a cut file.
+        frames = max(self._index, self._report.video_packets)
+        missing = completeness.shortfall(self._stream, frames=frames, end_s=end_s, period_s=float(period))
         if missing is not None:
             self.end_reason = f"{self.source}: {missing}; it is truncated or corrupt from there on"
 

@@ -20,11 +20,22 @@ Rules this module keeps, and why:
   given (URLs default to their protocol's usual one, see containers.py), and packets
   are flushed as they are muxed so a receiver downstream is not kept waiting on a
   half-full buffer.
+- A TCP output in listen mode waits for its client in FFmpeg, where no signal
+  handler runs: it waits in LISTEN_SLICE_MS slices (FFmpeg's listen_timeout), so
+  Ctrl-C and SIGTERM end the wait within a second. A client that connects in the
+  few milliseconds between two slices is refused once and must connect again.
+- Encoder options are checked before the encoder opens (unknown names are warned
+  about, impossible values refused), and when the output still cannot start the
+  message says which part failed (encoder_check.py).
+- Every packet reaches the muxer with an increasing dts in its output stream's
+  time base (timestamps.OutputTimestamps); the container's tags, chapters and
+  attachments are carried (container_extras.py).
 The target, its partial name, finish and abort are frame_writer.py's.
 """
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -32,20 +43,27 @@ from pathlib import Path
 import av
 
 from streamfix.core.errors import OutputError
+from streamfix.core.threads import raise_if_stop_requested
 from streamfix.media import endpoints
 from streamfix.media import stills
+from streamfix.media.container_extras import carry_extras, extras_notes
 from streamfix.media.containers import output_format_for
 from streamfix.media.decoded import VideoInfo
-from streamfix.media.encoding import EncodeConfig, choose_pix_fmt, encoder_options, parse_bitrate
+from streamfix.media.encoder_check import check_options, explain_start_failure
+from streamfix.media.encoding import (DEFAULT_PRESET, EncodeConfig, choose_pix_fmt, codec_for, encoder_options,
+                                      parse_bitrate)
 from streamfix.media.frame_fields import COLOUR_FIELDS, colour_tags, copy_timing
 from streamfix.media.frame_writer import FrameWriter
 from streamfix.media.planes import reformat
+from streamfix.media.timestamps import OutputTimestamps
 
 # Muxers that accept any codec when asked (no codec table) but cannot really carry
 # these: MPEG-TS would write text subtitles as an unlabelled private stream.
 MUXER_REFUSES = {"mpegts": frozenset({"mov_text", "subrip", "srt", "ass", "ssa", "webvtt", "text"})}
 # Mux stream tags that describe the old file and would be wrong in the new one.
 STALE_TAG_PREFIXES = ("DURATION", "NUMBER_OF_", "_STATISTICS")
+# How long one wait for a listen-mode client lasts before the next (milliseconds).
+LISTEN_SLICE_MS = 500
 
 
 class VideoWriter(FrameWriter):
@@ -62,56 +80,99 @@ class VideoWriter(FrameWriter):
         self._container: av.container.OutputContainer | None = None
         self._copy_map: dict[int, av.stream.Stream] = {}
         self._options = dict(options or {})
-        self._open(output_format_for(self.target, container_format), copy_streams)
+        self.timestamps = OutputTimestamps()
+        self.dropped_packets = 0  # damaged copied packets the muxer could not store
+        try:
+            format_name = output_format_for(self.target, container_format)
+            self._choose_encoder(format_name)
+            for line in extras_notes(format_name, video, copy_streams):
+                log(line)
+        except BaseException:
+            self._discard()
+            raise
+        self._open(format_name, copy_streams)
+
+    def _choose_encoder(self, format_name: str) -> None:
+        """The encoder, its options and pixel format, decided (and said) once."""
+        cfg, info = self.config, self.video
+        self.codec = codec_for(cfg, format_name)
+        if self.codec != cfg.codec:
+            self.log(f"streamfix: {format_name} cannot hold {cfg.codec} video: encoding with {self.codec}")
+        try:
+            if av.Codec(self.codec, "w").type != "video":
+                raise ValueError(f"{self.codec} is not a video encoder")
+        except (ValueError, av.error.FFmpegError) as exc:
+            raise OutputError(f"unknown or unusable encoder {self.codec!r} ({exc}); try libx264 or ffv1") from None
+        self._encoder_options = encoder_options(cfg, self.codec)
+        for line in check_options(self.codec, self._encoder_options):
+            self.log(line)
+        if cfg.preset != DEFAULT_PRESET and "preset" not in self._encoder_options:
+            self.log(f"streamfix: warning: the encoder {self.codec} has no presets: preset {cfg.preset!r} ignored")
+        wanted = cfg.pix_fmt or info.pix_fmt
+        self.pix_fmt = choose_pix_fmt(self.codec, wanted, info.width, info.height)
+        if self.pix_fmt != wanted:
+            self.log(f"{self.codec} cannot encode {wanted} at {info.size}: writing {self.pix_fmt} instead")
 
     # --- opening ---------------------------------------------------------------
 
     def _open(self, format_name: str, copy_streams: list) -> None:
-        target = self.target
-        if self.is_file:
-            target = str(self.partial)
-        elif target == endpoints.PIPE:
+        target = self._write_path if self.is_file else self.target
+        if target == endpoints.PIPE:
             target = "pipe:1"
         target, options = endpoints.split_output_options(target, self._options)
         if not self.is_file:
             # Live receivers want each packet now, not when a 32 KiB buffer fills.
             options.setdefault("flush_packets", "1")
+        waits = endpoints.listens_for_client(target)
+        if waits:
+            target = endpoints.with_query(target, listen_timeout=str(LISTEN_SLICE_MS))
+        while True:
+            try:
+                self._open_once(target, format_name, options, copy_streams)
+                return
+            except TimeoutError:
+                if not waits:
+                    raise
+                # No client yet: wait again, unless a signal asked to stop meanwhile.
+                raise_if_stop_requested()
+
+    def _open_once(self, target: str | object, format_name: str, options: dict[str, str],
+                   copy_streams: list) -> None:
         try:
             self._container = av.open(target, "w", format=format_name, options=options)
         except (av.error.FFmpegError, OSError) as exc:
+            self._discard()
             raise OutputError(f"{self.name}: cannot be created ({exc}); check the path and free space") from None
         try:
             self._stream = self._add_video_stream()
             self._add_copy_streams(copy_streams)
+            carry_extras(self._container, self.video, copy_streams)
             # Opens the encoder and writes the header now, so a bad codec/option/size
             # fails here, before any frame is decoded or restored.
             self._container.start_encoding()
         except (av.error.FFmpegError, ValueError) as exc:
-            self._discard()
-            if not self.is_file and isinstance(exc, OSError):
+            self._discard(keep_partial=isinstance(exc, TimeoutError))
+            if isinstance(exc, TimeoutError):
+                raise
+            raise_if_stop_requested()  # a signal during the wait ends the run as a signal, not as a failure
+            if not self.is_file and isinstance(exc, OSError) and exc.errno not in (None, errno.EINVAL):
                 # The header is the first write: a stream output connects (or, in
                 # listen mode, waits for its client) here.
                 raise OutputError(f"{self.name}: cannot open the stream output ({exc.strerror}); check the "
                                   f"address and that the receiver is up (listen mode: that a client "
                                   f"connected in time)") from None
-            raise OutputError(f"{self.target}: the encoder {self.config.codec} cannot start with "
-                              f"{self.pix_fmt} {self.video.size} ({exc}); try another codec or pixel format") from None
+            why = explain_start_failure(exc, codec=self.codec, pix_fmt=self.pix_fmt, width=self.video.width,
+                                        height=self.video.height, time_base=self.video.time_base,
+                                        options=self._encoder_options, format_name=format_name,
+                                        stream_output=not self.is_file)
+            raise OutputError(f"{self.target if self.is_file else self.name}: {why}") from None
         except BaseException:
             self._discard()
             raise
 
     def _add_video_stream(self) -> av.video.stream.VideoStream:
         cfg, info = self.config, self.video
-        try:
-            if av.Codec(cfg.codec, "w").type != "video":
-                raise ValueError(f"{cfg.codec} is not a video encoder")
-        except (ValueError, av.error.FFmpegError) as exc:
-            raise OutputError(f"unknown or unusable encoder {cfg.codec!r} ({exc}); try libx264 or ffv1") from None
-        self.pix_fmt = choose_pix_fmt(cfg.codec, cfg.pix_fmt or info.pix_fmt, info.width, info.height)
-        if self.pix_fmt != (cfg.pix_fmt or info.pix_fmt):
-            self.log(f"{cfg.codec} cannot encode {cfg.pix_fmt or info.pix_fmt} at {info.size}: "
-                     f"writing {self.pix_fmt} instead")
-        stream = self._container.add_stream(cfg.codec, rate=info.average_rate or 25, options=encoder_options(cfg))
+        stream = self._container.add_stream(self.codec, rate=info.average_rate or 25, options=self._encoder_options)
         ctx = stream.codec_context
         stream.width, stream.height, stream.pix_fmt = info.width, info.height, self.pix_fmt
         # The encoder works in the source's time base, so every pts passes unchanged.
@@ -119,6 +180,8 @@ class VideoWriter(FrameWriter):
         stream.time_base = info.time_base
         if cfg.bitrate is not None:
             ctx.bit_rate = parse_bitrate(cfg.bitrate)
+        elif "crf" in self._encoder_options:
+            ctx.bit_rate = 0  # libvpx reads crf as a cap on its default 200 kb/s unless the rate is 0
         for key, value in self._frame_colour().items():
             setattr(ctx, key, value)
         if info.sample_aspect_ratio:
@@ -136,6 +199,8 @@ class VideoWriter(FrameWriter):
 
     def _add_copy_streams(self, copy_streams: list) -> None:
         for source in copy_streams:
+            if source.type == "attachment":  # no packets: container_extras.py writes them
+                continue
             name = source.codec_context.name if source.codec_context is not None else source.type
             try:
                 if name in MUXER_REFUSES.get(self._container.format.name, ()):
@@ -161,7 +226,7 @@ class VideoWriter(FrameWriter):
         self._check_increasing(frame)
         frame = self._prepare(frame)
         try:
-            self._container.mux(self._stream.encode(frame))
+            self._mux(self._stream.encode(frame))
         except av.error.FFmpegError as exc:
             raise self._write_failed(f"encoding frame {self.frames_written}", exc) from None
 
@@ -199,9 +264,10 @@ class VideoWriter(FrameWriter):
             return
         packet.stream = stream
         try:
-            self._container.mux(packet)
+            self._mux([packet])
         except av.error.FFmpegError as exc:
-            raise self._write_failed(f"copying a {stream.type} packet at pts {packet.pts}", exc) from None
+            raise self._write_failed(f"copying {_a(stream.type)} {stream.type} packet at pts {packet.pts}",
+                                     exc) from None
 
     # --- ending ----------------------------------------------------------------
 
@@ -210,7 +276,7 @@ class VideoWriter(FrameWriter):
         container, self._container = self._container, None
         try:
             if self.frames_written:
-                container.mux(self._stream.encode(None))
+                self._mux(self._stream.encode(None), container)
         except av.error.FFmpegError as exc:
             if not quiet:
                 container.close()
@@ -221,20 +287,41 @@ class VideoWriter(FrameWriter):
             if not quiet:
                 raise self._write_failed("finishing the output", exc) from None
 
+    def _mux(self, packets: list[av.Packet], container: av.container.OutputContainer | None = None) -> None:
+        """Mux packets, each with an increasing dts in its stream (OutputTimestamps).
+
+        A damaged copied packet (an AAC frame whose ADTS header a bit error broke) is
+        refused by the muxer as invalid data, possibly later, when the interleaving
+        buffer passes it on during another packet's call. Only that packet is lost
+        (the muxer keeps the rest buffered), so it is counted and writing goes on, as
+        FFmpeg does; a disk or connection error still ends the run."""
+        container = container or self._container
+        for packet in packets:
+            self.timestamps.fit(packet, packet.stream)
+            try:
+                container.mux(packet)
+            except av.error.InvalidDataError:
+                self.dropped_packets += 1
+
     def _write_failed(self, what: str, exc: av.error.FFmpegError) -> OutputError:
         if self.is_file:
             return OutputError(f"{self.name}: {what} failed ({exc.strerror}); check free disk space")
         return OutputError(f"{self.name}: {what} failed ({exc.strerror}); the receiver closed the pipe "
                            f"or connection, or cannot be reached")
 
-    def _discard(self) -> None:
-        """Undo a failed open: nothing useful was written."""
+    def _discard(self, *, keep_partial: bool = False) -> None:
+        """Undo a failed open: nothing useful was written. `keep_partial`: the open
+        is tried again (listen mode), into the same partial file."""
         if self._container is not None:
             try:
                 self._container.close()
-            except av.error.FFmpegError:
+            except (av.error.FFmpegError, OSError):
                 pass
             self._container = None
-        self._closed = True
-        if self.partial is not None:
-            self.partial.unlink(missing_ok=True)
+        if not keep_partial:
+            self._closed = True
+            self._remove_partial()
+
+
+def _a(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"

@@ -123,9 +123,12 @@ def settle_output(pipeline: Any, *, custom_stages: bool, log: Callable[[str], No
     if plan.mode == "copy":
         try:
             start = time.perf_counter()
-            frames = remux(pipeline.source, pipeline.target, log=log)
+            frames = remux(pipeline.source, pipeline.target, container_format=config.output.format, log=log)
         except CannotCopy as exc:
-            plan = OutputPlan("encode", 0, plan.mean_qp, f"{exc}: encoded losslessly (CRF 0) instead")
+            # Nothing restored, nothing lost: the same promise, kept by a lossless encode.
+            plan = OutputPlan("encode", 0, plan.mean_qp, f"cannot copy the video ({exc}): encoded losslessly "
+                                                         f"(CRF 0) instead")
+            log(f"streamfix: {plan.reason}")
         else:
             log(f"streamfix: nothing to restore: {plan.reason}")
             pipeline.output_plan = plan

@@ -9,9 +9,8 @@ pace. Why bounded queues: a fast decoder would otherwise read a two-hour film in
 memory while the model works on minute one. Every queue operation uses a timeout
 inside a loop that watches the stop events, so no thread can block forever.
 
-Copied streams (audio, subtitles) travel in the same queues as the frames, inside the
-batch they were demuxed next to, so the writer receives everything in demux order
-and the muxer's interleaving stays what the input had.
+Copied streams (audio, subtitles) travel in the frames' queues, inside the batch they
+were demuxed next to: the writer keeps the input's demux order and interleaving.
 
 Setup happens in the caller's thread before any other starts: the stages open (the
 restore stage loads its model and engine) and the writer opens the output, so a bad
@@ -59,7 +58,8 @@ from streamfix.media.writer import MediaWriter, check_writable
 from streamfix.pipeline.progress import Progress, make_progress
 from streamfix.restore.restorer import Restorer
 from streamfix.pipeline.run_config import RunConfig, engine_configs
-from streamfix.pipeline.run_result import PipelineError, PipelineInterrupted, RunResult, busy_seconds, pipeline_error
+from streamfix.pipeline.run_result import (PipelineError, PipelineInterrupted, RunResult, busy_seconds, end_warnings,
+                                          input_counts, pipeline_error)
 from streamfix.pipeline.output_plan import settle_output
 from streamfix.pipeline.restore_stage import RestoreStage
 from streamfix.pipeline.stages import BatchContext, build_stages
@@ -132,7 +132,8 @@ class Pipeline:
         encoder) raise their own one-line errors before any thread starts; a stage
         failing later raises PipelineError; Ctrl-C raises PipelineInterrupted."""
         if isinstance(self.target, Path):
-            check_writable(self.target, self.source if isinstance(self.source, (str, Path)) else None)
+            check_writable(self.target, self.source if isinstance(self.source, (str, Path)) else None,
+                           container_format=self.config.output.format)
         quiet_log = (lambda message: None) if self._quiet and not self._log else self._emit
         if (copied := settle_output(self, custom_stages=self._stages is not None, log=quiet_log)) is not None:
             return copied  # nothing to restore: the input's video was copied unchanged
@@ -166,7 +167,7 @@ class Pipeline:
 
         Their messages (engine choice, fallbacks) are held back until both opened: when
         setup fails, the error is the one line the user sees."""
-        held: list[str] = []
+        held: list[str] = list(getattr(reader, "notes", ()))  # what the input brings that is not restored
         self._emit = held.append
         video = reader.video
         self._expected_frames = None if video.is_still or reader.live else video.frame_count
@@ -354,17 +355,16 @@ class Pipeline:
                 failure = Failure("encode", writer.frames_written, exc)
         if failure is not None:
             raise pipeline_error(failure, self._abort()) from failure.error
-        if reader.end_reason is not None:
-            hint = " (use --reconnect N to wait for the sender again)" if self.live else ""
-            self._emit(f"streamfix: warning: {reader.end_reason}; the output was closed cleanly with every "
-                       f"frame received{hint}")
+        for line in end_warnings(reader, writer, live=self.live):
+            self._emit(line)
         result = RunResult(input=self.metrics.source, output=self.metrics.target, frames_in=self.metrics.frames_in,
                            frames_out=writer.frames_written if writer else 0, seconds=seconds,
                            interrupted=interrupted, live=self.live, input_ended=reader.end_reason,
-                           reconnects=reader.reconnects, latency_s=self.metrics.latency())
+                           reconnects=reader.reconnects, latency_s=self.metrics.latency(),
+                           output_video=self.output_plan.to_dict() if self.output_plan else None,
+                           **input_counts(reader, writer))
         result.stage_seconds = busy_seconds(workers)
         result.stage_stats = stage_stats(stages)
-        result.output_video = self.output_plan.to_dict() if self.output_plan else None
         if interrupted:
             raise PipelineInterrupted(result)
         return result

@@ -116,6 +116,7 @@ class Restorer:
         # Decoders without a QP map (HEVC) get a frame QP estimated from frame sizes;
         # others (VP9, AV1, ...) carry no strength and pass through unrestored.
         self._strengths = StreamStrength()
+        self._codec: str | None = None
         self._warned_unknown = False
         # "auto": the full model, and the light one where a caller with a deadline
         # asks for it (pipeline/live.py); "full"/"light": that model only.
@@ -141,6 +142,7 @@ class Restorer:
     def prepare(self, video: Any) -> ModelInfo:
         """Pick (and load) the model for an input described by a VideoInfo."""
         self._strengths = StreamStrength(video.codec_name)
+        self._codec = video.codec_name
         self._chroma_now = self.chroma == "luma_model" or (self.chroma == "stills" and bool(getattr(video, "is_still", False)))
         self._ensemble_now = self.ensemble == "always" or (self.ensemble == "stills" and bool(getattr(video, "is_still", False)))
         self._current = str(self._choice) if self._choice is not None else choose_model(video)
@@ -273,6 +275,11 @@ class Restorer:
                               "untouched; give one with --jpeg-quality Q to restore it")
                 return None
             return Strength(s.qp_map, s.frame_qp, quality)
+        if s.qp_map is None and s.frame_qp is None and not self._warned_unknown:
+            # Said once, so "0 restored" never comes without its reason (VP9, AV1, MPEG-2, ...).
+            self._warned_unknown = True
+            self._log(f"streamfix: {self._codec or 'this'} video carries no quantizer map that model {info.name} "
+                      "can read and none can be estimated, so such frames pass through unrestored")
         if not needs_restoring(info, qp_map=s.qp_map, frame_qp=s.frame_qp):
             return None
         return s

@@ -195,18 +195,11 @@ def make_clip(path: Path, width: int, height: int, frames: int) -> Path:
     is well above the level the QP model leaves alone)."""
     import av
 
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "40", "preset": "veryfast"}
-        for i in range(frames):
-            luma = (sample_picture(width, height, shift=3 * i) * 255).astype(np.uint8)
-            frame = av.VideoFrame.from_ndarray(luma, format="gray").reformat(format="yuv420p")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    from streamfix.media.crf_encode import encode_at_crf
+
+    pictures = [av.VideoFrame.from_ndarray((sample_picture(width, height, shift=3 * i) * 255).astype(np.uint8),
+                                           format="gray") for i in range(frames)]
+    encode_at_crf(pictures, path, codec="libx264", crf=40, preset="veryfast")
     return path
 
 

@@ -22,18 +22,26 @@ pair is a candidate, and the fastest that keeps the restoration gain is chosen b
 measurement, once per machine (engines/auto_choice.py). `precision` (auto, fp32,
 bf16, int8; engines/precision.py) narrows the candidates; a named engine with a named
 precision is used exactly as asked, or is an OptionError.
+
+A backend whose row says `trusted_after_check=False` (TensorRT) can pass
+`check_available()` and still fail minutes later, building or loading its engine
+or running its first batch. `choose()` returns it inside a FallbackEngine
+(fallback.py): with "auto", such a failure closes it, logs one reason, appends it
+to the returned fallbacks and continues down the order with the same batch; asked
+for by name, the failure is an OptionError (one line, exit code 2).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from streamfix.core.yaml_config import ConfigError, from_dict
 from streamfix.core.errors import OptionError
-from streamfix.core.options import BACKEND_NAMES, ENGINE_NAMES, PRECISION_NAMES
+from streamfix.core.options import BACKEND_NAMES, ENGINE_NAMES, MAX_BATCH, MAX_TILE, MIN_TILE, PRECISION_NAMES
 from streamfix.core.network import CARDRN
 from streamfix.core.weights import ModelInfo
 
@@ -41,6 +49,7 @@ from streamfix.engines.base import Engine, EngineUnavailable, Fallback, one_line
 from streamfix.engines.auto_choice import Candidate, Choice, cached_choice, measured_choice
 from streamfix.engines.calibration_set import CalibrationUnavailable
 from streamfix.engines.devices import cache_root, resolve_device
+from streamfix.engines.fallback import FallbackEngine
 from streamfix.engines.precision import check_cpu_precision, offered, with_precision
 from streamfix.engines.tiling import TiledEngine, TilingConfig, max_pixels_for, receptive_radius
 
@@ -51,12 +60,16 @@ class Backend:
     config_class: str  # names inside that module
     engine_class: str
     install_hint: str  # what to run when the module cannot be imported
+    # False: may still fail after check_available() passed, until its first batch ran
+    trusted_after_check: bool = True
 
 
 BACKENDS: dict[str, Backend] = {
     "tensorrt": Backend(
         "streamfix.engines.tensorrt_engine", "TensorRTConfig", "TensorRTEngine",
-        'pip install "streamfix[tensorrt]" on a machine with an NVIDIA GPU',
+        'pip install "streamfix[tensorrt-cu12]" or "streamfix[tensorrt-cu13]" (nvidia-smi shows the CUDA '
+        'version of your driver) on a machine with an NVIDIA GPU',
+        trusted_after_check=False,
     ),
     "onnxruntime": Backend(
         "streamfix.engines.onnxruntime_engine", "OnnxRuntimeConfig", "OnnxRuntimeEngine",
@@ -136,14 +149,16 @@ def choose(
     `configs` maps engine names to their config dataclasses (see `engine_config`).
     `tile` > 0 cuts frames into tiles of that side; 0 tiles only frames over
     `tiling.max_pixels`. The result always honours any batch size up to `max_batch`
-    and any frame size.
+    and any frame size. With "auto", a TensorRT engine that fails before its first
+    batch is replaced by the next backend, and its reason is logged and appended to
+    the returned list then.
     """
     if engine not in ENGINE_NAMES:
         raise OptionError(f"unknown engine {engine!r}: use one of {', '.join(ENGINE_NAMES)}")
-    if max_batch < 1:
-        raise OptionError(f"the batch size must be at least 1, got {max_batch}")
-    if tile < 0:
-        raise OptionError(f"the tile size must be 0 (automatic) or positive, got {tile}")
+    if not 1 <= max_batch <= MAX_BATCH:
+        raise OptionError(f"the batch size must be from 1 to {MAX_BATCH}, got {max_batch}")
+    if tile != 0 and not MIN_TILE <= tile <= MAX_TILE:
+        raise OptionError(f"the tile size must be 0 (whole frames) or from {MIN_TILE} to {MAX_TILE}, got {tile}")
     if precision not in PRECISION_NAMES:
         raise OptionError(f"unknown precision {precision!r}: use one of {', '.join(PRECISION_NAMES)}")
     device_named = device != "auto"
@@ -157,26 +172,37 @@ def choose(
         return _choose_on_cpu(model, info, precision, configs, max_batch, log,
                               lambda chosen: _wrapped(chosen, model, tile, tiling, max_batch))
     fallbacks: list[Fallback] = []
-    for name in (AUTO_ORDER if engine == "auto" else (engine,)):
-        try:
-            config = _prepared_config(name, configs.get(name), device, max_batch, device_named=device_named)
-            config = with_precision(name, config, precision, _device_of(name, config))
-            chosen = _build(name, model, info, config)
-        except EngineUnavailable as exc:
-            reason = _one_line(str(exc))
-            if engine != "auto":
-                raise OptionError(f"engine {name} cannot be used: {reason}") from exc
-            fallback = Fallback(name, reason)
-            log(str(fallback))
-            fallbacks.append(fallback)
-            continue
-        margin = max(tiling.margin, receptive_radius(model))
-        wrapped = TiledEngine(chosen, tile or tiling.tile, margin,
-                              max_pixels=tiling.max_pixels or max_pixels_for(chosen.device),
-                              auto_tile=tiling.auto_tile, max_batch=max_batch)
-        return wrapped, fallbacks
-    reasons = "; ".join(f"{f.engine}: {f.reason}" for f in fallbacks)
-    raise OptionError(f"no engine can run on {device}: {reasons}")
+    remaining = list(AUTO_ORDER if engine == "auto" else (engine,))
+
+    def skip(name: str, reason: str) -> None:
+        fallback = Fallback(name, reason)
+        log(str(fallback))
+        fallbacks.append(fallback)
+
+    def replace(name: str, reason: str) -> Engine:
+        skip(name, reason)
+        return next_engine()
+
+    def next_engine() -> Engine:
+        while remaining:
+            name = remaining.pop(0)
+            try:
+                config = _prepared_config(name, configs.get(name), device, max_batch, device_named=device_named)
+                config = with_precision(name, config, precision, _device_of(name, config))
+                chosen = _build(name, model, info, config)
+            except EngineUnavailable as exc:
+                reason = _one_line(str(exc))
+                if engine != "auto":
+                    raise OptionError(f"engine {name} cannot be used: {reason}") from exc
+                skip(name, reason)
+                continue
+            if BACKENDS[name].trusted_after_check:
+                return chosen
+            return FallbackEngine(chosen, functools.partial(replace, name) if engine == "auto" else None)
+        reasons = "; ".join(f"{f.engine}: {f.reason}" for f in fallbacks)
+        raise OptionError(f"no engine can run on {device}: {reasons}")
+
+    return _wrapped(next_engine(), model, tile, tiling, max_batch), fallbacks
 
 
 def _wrapped(chosen: Engine, model: CARDRN, tile: int, tiling: TilingConfig, max_batch: int) -> Engine:

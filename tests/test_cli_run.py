@@ -88,6 +88,11 @@ def test_unwritable_outputs_give_one_line(tmp_path, capsys, clip, target, needle
     (["--model", "no-such-model"], "no model named 'no-such-model'"),
     (["--codec", "no-such-codec"], "no-such-codec"),
     (["--pix-fmt", "yuv999p"], "unknown pixel format"),
+    # Values that used to be accepted and then failed or hung (a traceback, or no progress).
+    (["--max-latency", "inf"], "--max-latency: must be a finite number"),
+    (["--input-timeout", "nan"], "--input-timeout: must be more than 0"),
+    (["--tile", "1"], "tile must be 0 (whole frames) or from 32 to 16384"),
+    (["--batch", "100000"], "batch must be from 1 to 64"),
 ])
 def test_bad_option_values_give_one_line(tmp_path, capsys, clip, flags, needle):
     code, err, _ = cli(["run", clip.path, tmp_path / "out.mp4", *CPU, *flags], capsys)
@@ -101,11 +106,62 @@ def test_a_stats_file_in_a_missing_directory_is_refused_before_the_run(tmp_path,
     assert list(tmp_path.glob("out*")) == []
 
 
+@pytest.mark.parametrize("which", ["input", "output", "folder"])
+def test_a_stats_path_that_is_the_input_output_or_a_folder_is_refused(tmp_path, capsys, clip, which):
+    """`--stats in.mp4` replaced the input with JSON, `--stats out.mp4` the output."""
+    before = Path(clip.path).read_bytes()
+    stats = {"input": clip.path, "output": tmp_path / "out.mp4", "folder": tmp_path}[which]
+    code, err, _ = cli(["run", clip.path, tmp_path / "out.mp4", *CPU, "--stats", stats], capsys)
+    assert_one_line_error(code, err, "is a directory" if which == "folder" else f"is the {which} file")
+    assert Path(clip.path).read_bytes() == before
+    assert list(tmp_path.glob("out*")) == []
+
+
 def test_an_unknown_config_key_gives_one_line(tmp_path, capsys, clip):
     config = tmp_path / "mine.yaml"
     config.write_text("batch: 2\nbach_timeout_ms: 5\n")
     code, err, _ = cli(["run", clip.path, tmp_path / "out.mp4", "--config", config], capsys)
     assert_one_line_error(code, err, "unknown key 'bach_timeout_ms'", str(config))
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda d: (d / "cfg").mkdir() or d / "cfg", "is a folder"),
+    (lambda d: (d / "latin1.yaml").write_bytes(b"batch: \xff\xfe\n") and d / "latin1.yaml", "not a text (UTF-8) file"),
+    (lambda d: (d / "broken.yaml").write_text("batch: [1,\n  engine: x\n") and d / "broken.yaml",
+     "not valid YAML (while parsing a flow sequence: expected ',' or ']'"),
+], ids=["directory", "not UTF-8", "malformed"])
+def test_unreadable_config_files_give_one_line(tmp_path, capsys, clip, make, needle):
+    """A folder or a non-UTF-8 file as --config was a traceback; PyYAML's error was 7 lines."""
+    code, err, _ = cli(["run", clip.path, tmp_path / "out.mp4", "--config", make(tmp_path)], capsys)
+    assert_one_line_error(code, err, needle)
+
+
+def _damaged_weights(path: Path, change) -> Path:
+    import torch
+
+    from streamfix.core.weights import bundled_paths
+
+    data = torch.load(bundled_paths()["video-x264-qp"], weights_only=True)
+    change(data)
+    torch.save(data, path)
+    return path
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda d: d["state_dict"].pop("extract.weight"), "does not match its own model_args (missing extract.weight)"),
+    (lambda d: d["state_dict"].__setitem__("map.weight", __import__("torch").zeros(3, 3, 3, 3)),
+     "map.weight has shape (3, 3, 3, 3)"),
+    (lambda d: d["model_args"].__setitem__("features", 10**6), "model_args.features must be a whole number from 1"),
+    (lambda d: d["model_args"].__setitem__("colour", 3), "unknown model_args keys"),
+    (lambda d: d.pop("name"), "'name' must be a text"),
+    (lambda d: d.__setitem__("conditioning", "none"), "conditioning 'none' with 1 conditioning planes"),
+], ids=["missing key", "wrong shape", "absurd size", "unknown arg", "no name", "inconsistent"])
+def test_damaged_weights_files_give_one_line(tmp_path, capsys, clip, change, needle):
+    """Valid torch files with wrong contents gave KeyErrors, shape tracebacks, or tried to
+    allocate terabytes (features = 10^6) before anything checked them."""
+    weights = _damaged_weights(tmp_path / "w.pt", change)
+    code, err, _ = cli(["run", clip.path, tmp_path / "out.mp4", *CPU, "--model", weights], capsys)
+    assert_one_line_error(code, err, needle)
 
 
 def test_a_missing_config_file_gives_one_line(tmp_path, capsys, clip):

@@ -129,8 +129,10 @@ def test_explicit_engine_has_no_fallbacks(bundled, configs):
     ({"engine": "tflite"}, "unknown engine 'tflite'"),
     ({"precision": "fp8"}, "unknown precision 'fp8'"),
     ({"device": "gpu"}, "unknown device 'gpu'"),
-    ({"max_batch": 0}, "batch size must be at least 1"),
+    ({"max_batch": 0}, "batch size must be from 1 to 64"),
+    ({"max_batch": 100_000}, "batch size must be from 1 to 64"),
     ({"tile": -8}, "tile size"),
+    ({"tile": 1}, "tile size must be 0 \\(whole frames\\) or from 32"),
 ])
 def test_bad_options_are_option_errors(bundled, kwargs, match):
     model, info = bundled

@@ -37,6 +37,20 @@ def test_lines_come_once_per_interval_with_fps_and_eta():
     assert out.getvalue().splitlines()[-1] == "streamfix: 12/100 frames, 2.4 fps, elapsed 0:00:05"
 
 
+def test_lines_keep_coming_while_a_slow_batch_produces_no_frame():
+    """At 720p on a CPU a batch takes ~20 s, and lines only came when a frame was
+    written, so the log went quiet for four intervals and looked hung."""
+    out, clock = io.StringIO(), FakeClock()
+    progress = LineProgress(100, out, interval_s=5.0, clock=clock)
+    progress.update(4)
+    for _ in range(20):  # 20 s of waiting, ticked every second as the pipeline does
+        clock.now += 1.0
+        progress.tick()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 4 and all(line.startswith("streamfix: 4/100 frames") for line in lines)
+    assert lines[-1].endswith("elapsed 0:00:20, ETA 0:08:00")
+
+
 def test_lines_without_a_known_length_have_no_eta():
     out, clock = io.StringIO(), FakeClock()
     progress = LineProgress(None, out, interval_s=1.0, clock=clock)

@@ -50,6 +50,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     from streamfix import __version__
     from streamfix.engines.devices import resolve_device
+    from streamfix.engines import cuda_driver, trt_install
     from streamfix.engines.select import describe_engines
     from streamfix.core.weights import list_models
 
@@ -60,12 +61,20 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"python       {platform.python_version()} ({sys.executable})")
     print(f"torch        {torch.__version__} ({cuda})")
     print(f"PyAV         {av.__version__} (FFmpeg {getattr(av, 'ffmpeg_version_info', '?')})")
+    driver = cuda_driver.driver_cuda_version()
+    print(f"{'driver':<12} {f'NVIDIA, supports CUDA {driver[0]}.{driver[1]}' if driver else 'no NVIDIA driver found'}")
+    installs = trt_install.installed()
     for package in ("onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt", "pycuda"):
         found = _version(package)
         if found and package.startswith("onnxruntime"):
             found += f" (providers: {', '.join(_onnxruntime_providers())})"
+        if package == "tensorrt":  # which CUDA build, from the package metadata (no import)
+            found = trt_install.describe(installs) or found
         if found or package in ("onnxruntime", "openvino", "tensorrt"):
             print(f"{package:<12} {found or 'not installed'}")
+        problem = trt_install.install_problem(installs, driver) if package == "tensorrt" else None
+        if problem:
+            print(f"{'':<12} does not fit this machine: {problem}")
     print("engines (auto tries them in this order):")
     for name, usable, why in describe_engines(args.device):
         print(f"  {name:<12} {'yes' if usable else 'no ':<4} {why}")

@@ -30,3 +30,18 @@ CHROMA_MODES: tuple[str, ...] = get_args(ChromaMode)
 # Self-ensemble (8 flips/rotations averaged): stills only, always, or never.
 EnsembleMode = Literal["stills", "always", "never"]
 ENSEMBLE_MODES: tuple[str, ...] = get_args(EnsembleMode)
+
+# Model tiers: full (the paper's widths), light (the same topology, narrower: about
+# 9x less compute, bundled as NAME-lite), auto (live mode restores with the full model
+# where it makes the deadline and with the light one where only that does).
+TierName = Literal["auto", "full", "light"]
+TIERS: tuple[str, ...] = get_args(TierName)
+LIGHT_SUFFIX = "-lite"
+
+# Past these, a value only costs: batches over 64 frames just hold more frames in
+# memory (a CPU gains nothing past 4 per call, a GPU little past ~16 at 1080p), and a
+# tile much smaller than the network's receptive field (29 px, plus a 15 px margin on
+# every side) spends most of each call on the overlap: a 1-px tile means ~1,000 engine
+# calls per 32x32 pixels.
+MAX_BATCH = 64
+MIN_TILE, MAX_TILE = 32, 16384

@@ -106,17 +106,67 @@ def _read(path: Path) -> dict:
     return data
 
 
+# What a weights file may ask for. A file is data from anywhere: its model_args are
+# checked against these bounds before anything is built, so a damaged or hostile file
+# cannot make us allocate gigabytes (a 10^6-feature layer would be terabytes).
+ARG_BOUNDS = {"channels": (1, 3), "cond_channels": (0, 4), "features": (1, 512), "mid_features": (1, 512),
+              "dilation": (1, 8)}
+CONDITIONINGS = ("none", "jpeg_quality", "qp")
+TASKS = ("jpeg", "video")
+
+
 def _info(data: dict, path: Path | None) -> ModelInfo:
+    where = path or "weights"
+
+    def text(key: str, allowed: tuple[str, ...] | None = None) -> str:
+        value = data.get(key)
+        if not isinstance(value, str) or (allowed is not None and value not in allowed):
+            expected = f"one of {', '.join(allowed)}" if allowed else "a text"
+            raise ModelNotFound(f"{where} is not a usable streamfix weights file: {key!r} must be {expected}, "
+                                f"got {value!r}")
+        return value
+
+    args = data.get("model_args")
+    try:
+        model_args = ModelArgs.from_dict(args if isinstance(args, dict) else {})
+    except (TypeError, ValueError) as exc:
+        raise ModelNotFound(f"{where} is not a usable streamfix weights file: bad model_args ({exc})") from None
+    for key, (low, high) in ARG_BOUNDS.items():
+        value = getattr(model_args, key)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ModelNotFound(f"{where} is not a usable streamfix weights file: model_args.{key} must be "
+                                f"a whole number from {low} to {high}, got {value!r}")
+    if not isinstance(model_args.slope, (int, float)) or not isinstance(model_args.batch_norm, bool):
+        raise ModelNotFound(f"{where} is not a usable streamfix weights file: model_args.slope must be a "
+                            "number and model_args.batch_norm true or false")
+    conditioning = text("conditioning", CONDITIONINGS)
+    if (conditioning == "none") != (model_args.cond_channels == 0):
+        raise ModelNotFound(f"{where} is not a usable streamfix weights file: conditioning {conditioning!r} "
+                            f"with {model_args.cond_channels} conditioning planes")
     return ModelInfo(
-        name=data["name"],
-        description=data["description"],
-        task=data["task"],
-        conditioning=data["conditioning"],
-        model_args=ModelArgs.from_dict(data["model_args"]),
-        trained_on=dict(data.get("trained_on", {})),
-        scores=dict(data.get("scores", {})),
+        name=text("name"),
+        description=str(data.get("description", "")),
+        task=text("task", TASKS),
+        conditioning=conditioning,
+        model_args=model_args,
+        trained_on=dict(data.get("trained_on") or {}),
+        scores=dict(data.get("scores") or {}),
         path=path,
     )
+
+
+def _check_state(state: Any, model: CARDRN, where: Path) -> None:
+    """Every parameter present, with the shape `model` expects (one clear line if not)."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelNotFound(f"{where} is not a usable streamfix weights file: no tensor state_dict")
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != expected[k])
+    if missing or extra or wrong:
+        detail = (f"missing {missing[0]}" if missing else f"unexpected {extra[0]}" if extra
+                  else f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)}, the model_args need {expected[wrong[0]]}")
+        raise ModelNotFound(f"{where} does not match its own model_args ({detail})")
 
 
 def bundled_paths() -> dict[str, Path]:
@@ -149,6 +199,7 @@ def load_model(name_or_path: str | Path) -> tuple[CARDRN, ModelInfo]:
     data = _read(path)
     info = _info(data, path)
     model = CARDRN(info.model_args)
+    _check_state(data.get("state_dict"), model, path)
     model.load_state_dict(data["state_dict"])
     return model.eval(), info
 

@@ -27,6 +27,8 @@ from streamfix.pipeline.run_config import ProgressConfig
 class Progress(Protocol):
     def update(self, frames: int = 1) -> None: ...
 
+    def tick(self) -> None: ...  # called often by the waiting thread: report if it is time
+
     def log(self, message: str) -> None: ...
 
     def close(self) -> None: ...
@@ -36,6 +38,9 @@ class SilentProgress:
     """Reports nothing (`--quiet`, or an embedder that has its own UI)."""
 
     def update(self, frames: int = 1) -> None:
+        pass
+
+    def tick(self) -> None:
         pass
 
     def log(self, message: str) -> None:
@@ -59,6 +64,10 @@ class BarProgress:
             if self._status is not None:
                 self._bar.set_postfix_str(self._status(), refresh=False)
             self._bar.update(frames)
+
+    def tick(self) -> None:
+        with self._lock:
+            self._bar.refresh()  # keeps elapsed time and rate moving between frames
 
     def log(self, message: str) -> None:
         with self._lock:
@@ -93,6 +102,12 @@ class LineProgress:
     def update(self, frames: int = 1) -> None:
         with self._lock:
             self._done += frames
+        self.tick()
+
+    def tick(self) -> None:
+        """A line when `interval_s` has passed, whether or not a frame came out since
+        (a slow batch must not silence the log: that looks like a hang)."""
+        with self._lock:
             now = self._clock()
             if now - self._last >= self._interval:
                 self._last = now

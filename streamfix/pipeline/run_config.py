@@ -8,11 +8,13 @@ YAML file given with `--config` < command-line flags.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from streamfix.core.options import BACKEND_NAMES, ChromaMode, EngineName, EnsembleMode, PrecisionName
+from streamfix.core.options import (MAX_BATCH, MAX_TILE, MIN_TILE, BACKEND_NAMES, ChromaMode, EngineName,
+                                    EnsembleMode, PrecisionName, TierName)
 from streamfix.core.yaml_config import ConfigError, from_dict, load_yaml
 from streamfix.media.writer import EncodeConfig
 
@@ -63,8 +65,8 @@ class InputConfig:
     reconnect: int = 0
 
     def __post_init__(self) -> None:
-        if self.timeout_s <= 0:
-            raise ValueError(f"input.timeout_s must be positive, got {self.timeout_s}")
+        if not 0 < self.timeout_s < math.inf:
+            raise ValueError(f"input.timeout_s must be a positive number of seconds, got {self.timeout_s}")
         if self.reconnect < 0:
             raise ValueError(f"input.reconnect must be 0 or more, got {self.reconnect}")
 
@@ -88,8 +90,8 @@ class LiveConfig:
     max_latency_ms: float = 1000.0
 
     def __post_init__(self) -> None:
-        if self.max_latency_ms <= 0:
-            raise ValueError(f"live.max_latency_ms must be positive, got {self.max_latency_ms}")
+        if not 0 < self.max_latency_ms < math.inf:
+            raise ValueError(f"live.max_latency_ms must be a positive number of milliseconds, got {self.max_latency_ms}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,6 +116,10 @@ class RunConfig:
     # Self-ensemble (average over the 8 flips/rotations): +0.1 dB for 8x the compute.
     # stills: still pictures only; always; never.
     ensemble: EnsembleMode = "stills"
+    # Model tier: full, light (the bundled NAME-lite: same network, ~9x less compute),
+    # or auto: the full model, and in live mode the light one for frames the full
+    # model cannot finish before their deadline.
+    tier: TierName = "auto"
     # JPEG quality assumed for inputs that carry none (a PNG saved from a JPEG);
     # null leaves such inputs untouched.
     jpeg_quality: int | None = None
@@ -128,12 +134,12 @@ class RunConfig:
     progress: ProgressConfig = field(default_factory=ProgressConfig)
 
     def __post_init__(self) -> None:
-        if self.batch < 1:
-            raise ValueError(f"batch must be at least 1, got {self.batch}")
-        if self.batch_timeout_ms < 0:
+        if not 1 <= self.batch <= MAX_BATCH:
+            raise ValueError(f"batch must be from 1 to {MAX_BATCH} frames, got {self.batch}")
+        if not 0 <= self.batch_timeout_ms < math.inf:
             raise ValueError(f"batch_timeout_ms must be 0 or more, got {self.batch_timeout_ms}")
-        if self.tile < 0:
-            raise ValueError(f"tile must be 0 (automatic) or a positive size, got {self.tile}")
+        if self.tile != 0 and not MIN_TILE <= self.tile <= MAX_TILE:
+            raise ValueError(f"tile must be 0 (whole frames) or from {MIN_TILE} to {MAX_TILE} pixels, got {self.tile}")
         if self.jpeg_quality is not None and not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be between 1 and 100, got {self.jpeg_quality}")
         unknown = sorted(set(self.engines) - set(BACKEND_NAMES))

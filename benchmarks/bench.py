@@ -3,8 +3,10 @@
     python benchmarks/bench.py                     # same as: streamfix bench
     streamfix bench --engines onnxruntime --sizes 854x480 --batches 1 --repeats 2
 
-Two measurements, printed as markdown tables (benchmarks/cpu.md records them):
+Three measurements, printed as markdown tables (benchmarks/cpu.md records them):
 
+0. On a CPU, every engine x precision x model with the gain each keeps, its peak
+   memory and the fraction of the CPU's peak it reaches (benchmarks/cpu_grid.py).
 1. Engine only: `engine.infer` on a batch already in memory, through the same
    `choose()` wrapper the pipeline uses; the median of `repeats` calls after
    `warmup` calls (the first call allocates buffers and picks kernels). A quality
@@ -46,6 +48,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # pipeline's decode and encode threads.
     "onnxruntime-nospin": ("onnxruntime", {"spinning": False}),
     "onnxruntime-fp16": ("onnxruntime", {"fp16": True}),
+    "onnxruntime-int8": ("onnxruntime", {"int8": True}),
+    "openvino": ("openvino", {}),
+    "openvino-int8": ("openvino", {"precision": "int8"}),
     # Timed only once its engine is built: while building, TensorRT would serve
     # frames with its PyTorch standby and the numbers would be PyTorch's.
     "tensorrt": ("tensorrt", {"while_building": "wait"}),
@@ -66,6 +71,12 @@ class BenchConfig:
     pipeline_frames: int = 20  # 0 skips the end-to-end measurement
     pipeline_size: tuple[int, int] = (854, 480)
     pipeline_batch: int = 4
+    # The engine x precision x model table (CPU only); empty grid_engines: every engine.
+    grid: bool = True
+    models: tuple[str, ...] = ("video-x264-qp", "jpeg-y-blind")
+    precision: str = "auto"  # auto: every precision this CPU offers
+    grid_engines: tuple[str, ...] = ()
+    run_memory: tuple[tuple[int, int], ...] = ()  # sizes of whole `streamfix run`s timed for peak memory
 
 
 @dataclass(slots=True)
@@ -132,7 +143,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def _options(variant: str, threads: int) -> tuple[str, dict[str, Any]]:
     name, options = VARIANTS[variant]
-    if threads and name in ("torch", "onnxruntime"):
+    if threads and name in ("torch", "onnxruntime", "openvino"):
         options = {**options, "threads": threads}
     return name, options
 
@@ -185,20 +196,12 @@ def make_clip(path: Path, width: int, height: int, frames: int, gop: int | None 
     frames exactly (segmented runs cut there), else x264's own choice."""
     import av
 
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "40", "preset": "veryfast"}
-        if gop is not None:
-            stream.options = {**stream.options, "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
-        for i in range(frames):
-            luma = (sample_picture(width, height, shift=3 * i) * 255).astype(np.uint8)
-            frame = av.VideoFrame.from_ndarray(luma, format="gray").reformat(format="yuv420p")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    from streamfix.media.crf_encode import encode_at_crf
+
+    fixed_gop = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"} if gop is not None else None
+    pictures = [av.VideoFrame.from_ndarray((sample_picture(width, height, shift=3 * i) * 255).astype(np.uint8),
+                                           format="gray") for i in range(frames)]
+    encode_at_crf(pictures, path, codec="libx264", crf=40, preset="veryfast", options=fixed_gop)
     return path
 
 
@@ -305,10 +308,14 @@ def machine_line() -> str:
 def run(config: BenchConfig, log=print) -> str:
     """Run both measurements; log progress lines and return the markdown report."""
     log(f"machine: {machine_line()}")
-    engine_rows = bench_engines(config, log)
     threads = config.threads or "default"
-    report = (f"Machine: {machine_line()}\n\nEngine only, model {config.model}, threads {threads}:\n\n"
-              f"{engine_table(engine_rows)}\n")
+    report = f"Machine: {machine_line()}\n\n"
+    if config.grid:
+        from streamfix.benchmarks.cpu_grid import grid_report
+
+        report += grid_report(config, log, make_clip)
+    engine_rows = bench_engines(config, log)
+    report += f"Engine only, model {config.model}, threads {threads}:\n\n{engine_table(engine_rows)}\n"
     if config.pipeline_frames:
         pipeline_rows = bench_pipeline(config, engine_rows, log)
         if pipeline_rows:
@@ -330,6 +337,8 @@ def _list(kind):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from streamfix.benchmarks.cpu_grid import add_grid_arguments
+
     d = BenchConfig()
     parser.add_argument("--model", default=d.model, help=f"model name or weights file (default {d.model})")
     parser.add_argument("--engines", type=_list(str), default=d.variants,
@@ -345,9 +354,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frames of the end-to-end clip; 0 skips it")
     parser.add_argument("--pipeline-batch", type=int, default=d.pipeline_batch)
     parser.add_argument("--pipeline-size", type=_size, default=d.pipeline_size)
+    add_grid_arguments(parser, d, _list, _size)
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    from streamfix.benchmarks.cpu_grid import grid_options
     from streamfix.core.errors import OptionError
 
     unknown = [v for v in args.engines if v not in VARIANTS]
@@ -363,7 +374,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     return BenchConfig(model=args.model, variants=args.engines, sizes=args.sizes, batches=args.batches,
                        repeats=args.repeats, warmup=args.warmup, device=args.device, threads=args.threads,
                        pipeline_frames=args.pipeline_frames, pipeline_size=args.pipeline_size,
-                       pipeline_batch=args.pipeline_batch)
+                       pipeline_batch=args.pipeline_batch, **grid_options(args))
 
 
 def main(argv: list[str] | None = None) -> int:

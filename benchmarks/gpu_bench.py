@@ -3,7 +3,10 @@
     python benchmarks/gpu_bench.py                 # writes benchmarks/gpu-<gpu>.md
     python benchmarks/gpu_bench.py --quick         # 720p and 1080p, batches 1 and 8 only
 
-(benchmarks/run_gpu_checks.sh installs the extras, runs the GPU tests, then this.)
+(benchmarks/run_gpu_checks.sh runs it after the GPU tests, writing into its OUTDIR.)
+What cannot run here is left out with the reason in the report: TensorRT when
+check_available() says no, the copy/compute overlap without pycuda, the end-to-end
+runs without PyAV.
 
 Model only, for each engine, size (720p, 1080p) and batch (1, 4, 8, 16):
 - "host to host": `engine.infer(batch)` from a float32 numpy batch to one, as the
@@ -17,10 +20,15 @@ name) over 2 x the model's multiply-adds per frame: no real kernel reaches it, b
 the fraction says how much is left. GPU memory is the device-wide memory in use with
 the engine open (after its largest batch), minus what was in use before it opened.
 
+Copies and compute (benchmarks/cuda_overlap.py): how much of the PCIe copies the
+pycuda buffers hide behind compute, with PyTorch FP16 computing on their stream.
+
 End to end: `streamfix.pipeline.pipeline` on a generated H.264 clip of each size, through
 benchmarks/bench.py's measurement (steady frames/s between the first and the last
 batch written), so decoding, batching, plane conversion and encoding are included.
-Every TensorRT engine is built (or loaded from the cache) before timing starts.
+Every TensorRT engine is built (or loaded from the cache) before timing starts, one
+per size: the end-to-end TensorRT runs use the largest batch, so that they load the
+engine the model-only runs built (the batch range is part of an engine's key).
 """
 
 from __future__ import annotations
@@ -155,7 +163,7 @@ def bench_torch(model, info, sizes, batches, log) -> list[Row]:
                 sized.append(Row("torch-fp16", "host to host", label, batch, timed(lambda: engine.infer(x))))
                 resident = torch.from_numpy(x).cuda().half().contiguous(memory_format=torch.channels_last)
 
-                def compute():
+                def compute(resident=resident):
                     with torch.inference_mode():
                         net(resident)
                     torch.cuda.synchronize()
@@ -192,13 +200,14 @@ def bench_onnxruntime(model, info, sizes, batches, log) -> tuple[list[Row], str 
     return rows, None
 
 
-def bench_end_to_end(model_name: str, sizes, batches, frames: int, log) -> list:
+def bench_end_to_end(model_name: str, sizes, batches, frames: int, log, *, tensorrt: bool) -> list:
     from streamfix.benchmarks.bench import BenchConfig, bench_pipeline
 
     rows = []
     for label in sizes:
         for batch in batches:
-            config = BenchConfig(model=model_name, variants=("tensorrt", "torch", "onnxruntime"), device="cuda",
+            variants = ("torch", "onnxruntime") + (("tensorrt",) if tensorrt and batch == max(batches) else ())
+            config = BenchConfig(model=model_name, variants=variants, device="cuda",
                                  pipeline_frames=max(frames, 2 * batch + 1), pipeline_size=SIZES[label],
                                  pipeline_batch=batch)
             for variant in config.variants:
@@ -231,8 +240,9 @@ def machine(gpu: str) -> str:
             f"Python {platform.python_version()}, {platform.processor() or platform.machine()}")
 
 
-def report(gpu: str, model_name: str, macs: float, rows: list[Row], e2e: list, ort_reason: str | None,
-           tests: str | None, command: str) -> str:
+def report(gpu: str, model_name: str, macs: float, rows: list[Row], e2e: list, notes: list[str],
+           tests: str | None, command: str, overlap: list | None = None) -> str:
+    """The markdown report; `notes` say what was not measured and why."""
     ceiling = ceiling_fps(gpu, macs)
     lines = [f"# GPU benchmark: {gpu}", "", f"Machine: {machine(gpu)}", "", f"Command: `{command}`", "",
              f"Model {model_name}: {macs / 1e9:.0f} GMAC per 1080p frame "
@@ -250,13 +260,38 @@ def report(gpu: str, model_name: str, macs: float, rows: list[Row], e2e: list, o
         memory = "" if r.memory_mib is None else f"{r.memory_mib:.0f}"
         lines.append(f"| {r.engine} | {r.mode} | {r.size} | {r.batch} | {1000 * r.seconds:.2f} | {r.fps:.1f} | "
                      f"{share} | {memory} |")
-    if ort_reason:
-        lines += ["", f"ONNX Runtime CUDA was not measured: {ort_reason}"]
+    if notes:
+        lines += [""] + [f"- {note}" for note in notes]
+    if overlap:
+        from streamfix.benchmarks.cuda_overlap import overlap_table
+
+        lines += ["", "## Copies and compute (pycuda buffers, PyTorch FP16 on their compute stream)", "",
+                  overlap_table(overlap)]
     if e2e:
         from streamfix.benchmarks.bench import pipeline_table
 
         lines += ["", "## End to end (decode, restore, encode)", "", pipeline_table(e2e)]
     return "\n".join(lines) + "\n"
+
+
+def missing(module: str) -> str | None:
+    """Why `module` cannot be imported here, or None."""
+    try:
+        __import__(module)
+    except Exception as exc:  # noqa: BLE001 - a broken install is as missing as an absent one
+        return f"{module} does not import ({type(exc).__name__}: {exc})"
+    return None
+
+
+def tensorrt_missing() -> str | None:
+    from streamfix.engines.base import EngineUnavailable
+    from streamfix.engines.tensorrt_engine import TensorRTConfig, check_available
+
+    try:
+        check_available(TensorRTConfig(device="cuda"))
+    except EngineUnavailable as exc:
+        return str(exc)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default="1,4,8,16")
     parser.add_argument("--e2e-frames", type=int, default=64, help="frames of each end-to-end clip; 0 skips")
     parser.add_argument("--quick", action="store_true", help="batches 1 and 8, 32-frame clips")
-    parser.add_argument("--cache-dir", type=Path, help="TensorRT engine cache (default: the user cache)")
+    parser.add_argument("--cache-dir", type=Path, help="TensorRT engine cache of the model-only runs (default: the "
+                        "user cache, which the end-to-end runs use too: leave it for one build per size)")
     parser.add_argument("--tests-summary", help="one line on the GPU tests, put in the report")
     parser.add_argument("--out", type=Path, help="markdown file (default benchmarks/gpu-<gpu>.md)")
     args = parser.parse_args(argv)
@@ -286,13 +322,31 @@ def main(argv: list[str] | None = None) -> int:
     model, info = load_model(args.model)
     macs = macs_per_pixel(model) * SIZES["1080p"][0] * SIZES["1080p"][1]
     log(f"benchmarking {args.model} on {gpu}")
-    rows = bench_tensorrt(model, info, sizes, batches, args.cache_dir, log)
+    notes, rows, overlap, e2e = [], [], [], []
+    no_trt = tensorrt_missing()
+    if no_trt:
+        notes.append(f"TensorRT was not measured: {no_trt}")
+    else:
+        rows += bench_tensorrt(model, info, sizes, batches, args.cache_dir, log)
     rows += bench_torch(model, info, sizes, batches, log)
     ort_rows, ort_reason = bench_onnxruntime(model, info, sizes, batches, log)
     rows += ort_rows
-    e2e = bench_end_to_end(args.model, sizes, batches, frames, log) if frames else []
+    if ort_reason:
+        notes.append(f"ONNX Runtime CUDA was not measured: {ort_reason}")
+    no_pycuda = missing("pycuda.driver")
+    if no_pycuda:
+        notes.append(f"Copy/compute overlap was not measured: {no_pycuda}")
+    else:
+        from streamfix.benchmarks.cuda_overlap import measure_overlap
+
+        overlap = [measure_overlap(model, *SIZES[label], max(batches), size=label) for label in sizes]
+    no_av = missing("av")
+    if frames and no_av:
+        notes.append(f"End to end was not measured: {no_av}")
+    elif frames:
+        e2e = bench_end_to_end(args.model, sizes, batches, frames, log, tensorrt=no_trt is None)
     command = "python benchmarks/gpu_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = report(gpu, args.model, macs, rows, e2e, ort_reason, args.tests_summary, command.strip())
+    text = report(gpu, args.model, macs, rows, e2e, notes, args.tests_summary, command.strip(), overlap)
     out = args.out or Path(__file__).resolve().parent / f"gpu-{slug(gpu)}.md"
     out.write_text(text)
     print(text)

@@ -86,7 +86,7 @@ def _warm(engine: Any, width: int, height: int) -> None:
 def bench(sizes: tuple[int, int], frames: int, counts: list[int], engine: str, threads: int, batch: int,
           separate: bool, log=print) -> list[dict[str, Any]]:
     from benchmarks.bench import make_clip
-    from streamfix.serve.multistream import SharedEngine
+    from streamfix.engines.shared import SharedEngine
     from streamfix.pipeline.run_config import engine_configs
 
     width, height = sizes

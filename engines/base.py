@@ -46,3 +46,25 @@ class Fallback:
 
     def __str__(self) -> str:
         return f"engine {self.engine} not used: {self.reason}"
+
+
+def one_line(message: object) -> str:
+    """The first non-empty line of a message: reasons are shown one line each."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    return lines[0] if lines else "no reason given"
+
+
+def check_counts(*, threads: int, max_batch: int) -> None:
+    """The checks every CPU backend config makes of its thread and batch counts."""
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0, got {threads}")
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+
+
+def float32_batch(batch: np.ndarray, planes: int) -> np.ndarray:
+    """`batch` as the contiguous float32 N x planes x H x W array a backend is fed; a
+    ValueError for any other shape."""
+    if batch.ndim != 4 or batch.shape[1] != planes:
+        raise ValueError(f"expected a batch N x {planes} x H x W, got shape {tuple(batch.shape)}")
+    return np.ascontiguousarray(batch, dtype=np.float32)

@@ -17,7 +17,16 @@ Streams: three, so that the two copy engines and the SMs work at once. Batch k+1
 upload (copy-in stream) runs while batch k computes (compute stream), and batch k's
 download (copy-out stream) runs while batch k+1 computes. Events order each slot's
 upload -> compute -> download across the streams; the host waits only on the
-download of the slot it wants back.
+download of the slot it wants back. The streams are non-blocking: a default
+(blocking) stream waits for, and is waited for by, the legacy default stream that
+PyTorch launches on, so every PyTorch kernel in the process would serialize with
+ours. The events keep no timestamps (we never time with them) and make the host
+sleep while it waits instead of spinning a core.
+
+Lifetime: pycuda destroys a stream or an event when its Python object goes, and can
+do so only while its context is alive (after that it prints a warning and leaks
+it). So `CudaPipeline.close()` drops them while the context is current, before the
+context is released.
 """
 
 from __future__ import annotations
@@ -26,6 +35,11 @@ from dataclasses import dataclass
 from types import ModuleType
 
 import numpy as np
+
+from streamfix.engines import cuda_driver
+
+# CU_STREAM_NON_BLOCKING from cuda.h; pycuda exports no name for stream flags.
+STREAM_NON_BLOCKING = 1
 
 
 class CudaUnavailable(RuntimeError):
@@ -36,7 +50,7 @@ def _driver() -> ModuleType:
     try:
         import pycuda.driver as cuda
     except ImportError as exc:
-        raise CudaUnavailable(f"pycuda is not installed ({exc}): pip install 'streamfix[tensorrt]' "
+        raise CudaUnavailable(f"pycuda is not installed or does not load ({exc}): pip install 'pycuda>=2025.1.2' "
                               "(it compiles against the CUDA toolkit: nvcc must be on PATH)") from None
     return cuda
 
@@ -69,7 +83,7 @@ def probe(index: int = 0) -> DeviceFacts:
 
 class PrimaryContext:
     """The primary context of one device, retained; `with ctx:` makes it current on
-    the calling thread (re-entrant: pushes nest)."""
+    the calling thread (re-entrant: pushes nest). `close()` when done."""
 
     def __init__(self, index: int = 0) -> None:
         self._cuda = _driver()
@@ -78,6 +92,8 @@ class PrimaryContext:
         self._ctx = self._cuda.Device(index).retain_primary_context()
 
     def __enter__(self) -> "PrimaryContext":
+        if self._ctx is None:
+            raise RuntimeError("this CUDA context was closed")
         self._ctx.push()
         return self
 
@@ -90,10 +106,23 @@ class PrimaryContext:
         return int(free), int(total)
 
     def close(self) -> None:
-        """Drop our reference to the primary context (PyTorch keeps its own)."""
-        if self._ctx is not None:
-            self._ctx.detach()
-            self._ctx = None
+        """Release our reference to the primary context (PyTorch keeps its own), leaving
+        no context pushed on the calling thread. Call outside `with ctx:`.
+
+        pycuda releases a primary context with `cuDevicePrimaryCtxRelease`, which
+        never pops it: detaching outside a push first pushes it, then leaves it
+        current (released, perhaps destroyed) on this thread. So: push it (pycuda
+        then takes it for its current context and only releases it), pop it from the
+        driver's stack ourselves, then detach, which also drops it from pycuda's stack.
+        """
+        if self._ctx is None:
+            return
+        ctx, self._ctx = self._ctx, None
+        ctx.push()
+        try:
+            cuda_driver.pop_current_context()
+        finally:
+            ctx.detach()
 
 
 class Slot:
@@ -103,9 +132,9 @@ class Slot:
         self._cuda = cuda
         self.host_in = self.host_out = None  # page-locked flat arrays
         self.dev_in = self.dev_out = None  # DeviceAllocation
-        self.uploaded = cuda.Event()
-        self.computed = cuda.Event()
-        self.downloaded = cuda.Event()
+        self.uploaded = _event(cuda)
+        self.computed = _event(cuda)
+        self.downloaded = _event(cuda)
         self.out_count = 0
         self.out_shape: tuple[int, ...] = ()
 
@@ -147,8 +176,15 @@ class Slot:
         self.host_out = self.dev_out = None
 
     def free(self) -> None:
+        """Free the buffers and drop the events (call with the context current)."""
         self._free_in()
         self._free_out()
+        self.uploaded = self.computed = self.downloaded = None
+
+
+def _event(cuda: ModuleType):
+    """An event the host can wait on without spinning, with no timestamps."""
+    return cuda.Event(cuda.event_flags.BLOCKING_SYNC | cuda.event_flags.DISABLE_TIMING)
 
 
 class CudaPipeline:
@@ -159,10 +195,18 @@ class CudaPipeline:
         if slots < 1:
             raise ValueError("a CUDA pipeline needs at least one slot")
         cuda = self._cuda = _driver()
-        self.copy_in = cuda.Stream()
-        self.compute = cuda.Stream()
-        self.copy_out = cuda.Stream()
-        self.slots = [Slot(cuda) for _ in range(slots)]
+        self.copy_in = self.compute = self.copy_out = self._computed = None
+        self.slots: list[Slot] = []
+        try:
+            self.copy_in = cuda.Stream(STREAM_NON_BLOCKING)
+            self.compute = cuda.Stream(STREAM_NON_BLOCKING)
+            self.copy_out = cuda.Stream(STREAM_NON_BLOCKING)
+            self._computed = _event(cuda)
+            for _ in range(slots):
+                self.slots.append(Slot(cuda))
+        except BaseException:
+            self._drop()  # now, while the context is current, not whenever the traceback goes
+            raise
 
     @property
     def compute_handle(self) -> int:
@@ -195,8 +239,9 @@ class CudaPipeline:
         return slot.host_out[: slot.out_count].reshape(slot.out_shape).copy()
 
     def sync_compute(self) -> None:
-        """Block until everything queued on the compute stream has run."""
-        self.compute.synchronize()
+        """Block (sleeping) until everything queued on the compute stream has run."""
+        self._computed.record(self.compute)
+        self._computed.synchronize()
 
     def synchronize(self) -> None:
         for stream in (self.copy_in, self.compute, self.copy_out):
@@ -207,7 +252,16 @@ class CudaPipeline:
         return sum(s.nbytes for s in self.slots)
 
     def close(self) -> None:
+        """Wait for the queued work, then free every buffer and destroy the events and
+        streams. Call with the context current; calling again does nothing."""
+        if self.compute is None:
+            return
         self.synchronize()
+        self._drop()
+
+    def _drop(self) -> None:
         for slot in self.slots:
             slot.free()
         self.slots = []
+        # The last references: pycuda destroys them now, in the current context.
+        self.copy_in = self.compute = self.copy_out = self._computed = None

@@ -33,6 +33,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,12 @@ FORMAT = "streamfix-trt-engine/1"
 # A first build takes minutes; a second process waits for it rather than building the
 # same engine twice. Past this, something is wrong (a hung build): say so.
 LOCK_TIMEOUT_S = 3600.0
+# While waiting for that lock, how often a closing engine's cancel is looked at.
+CANCEL_POLL_S = 0.2
+
+
+class LockWaitCancelled(RuntimeError):
+    """The engine closed while waiting for another process's build."""
 
 
 def default_cache_dir() -> Path:
@@ -194,35 +201,50 @@ class EngineCache:
             return Lookup("corrupt", "the engine file's sha256 differs from the sidecar's")
         return Lookup("hit", engine=data, meta=meta)
 
-    def _lock(self, key: EngineKey, log: Callable[[str], None]) -> FileLock:
+    def _lock(self, key: EngineKey, log: Callable[[str], None], cancel: threading.Event | None = None) -> FileLock:
+        """The entry's lock; the wait for another process gives up when `cancel` is set
+        (the engine is closing: it must not wait out someone else's build)."""
         self.root.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(self.lock_path(key)), timeout=self.lock_timeout)
         try:
             lock.acquire(timeout=0)
         except Timeout:
             log(f"another process is building {key.stem()}; waiting for it (lock {self.lock_path(key)})")
-            try:
-                lock.acquire()
-            except Timeout:
-                raise TimeoutError(
-                    f"gave up after {self.lock_timeout:.0f} s waiting for the build lock {self.lock_path(key)}; "
-                    "if no streamfix process is building, delete that file and retry") from None
+            deadline = time.monotonic() + self.lock_timeout
+            while True:
+                if cancel is not None and cancel.is_set():
+                    raise LockWaitCancelled(f"stopped waiting for the build lock {self.lock_path(key)}: "
+                                            "the engine is closing") from None
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"gave up after {self.lock_timeout:.0f} s waiting for the build lock {self.lock_path(key)}; "
+                        "if no streamfix process is building, delete that file and retry") from None
+                try:
+                    lock.acquire(timeout=min(CANCEL_POLL_S, left))
+                    break
+                except Timeout:
+                    continue
         return lock
 
     def get_or_build(self, key: EngineKey, build: Callable[[], Built], *,
-                     log: Callable[[str], None] = print) -> Loaded:
+                     log: Callable[[str], None] = print, cancel: threading.Event | None = None,
+                     rebuild_if: Callable[[dict], str | None] | None = None) -> Loaded:
         """The engine for `key`: from the cache when it is valid, else built by `build`
-        (under the lock, so concurrent processes build it once) and stored."""
+        (under the lock, so concurrent processes build it once) and stored.
+        `rebuild_if(sidecar)` may name a reason to rebuild a valid entry anyway."""
         found = self.lookup(key)
-        if found.status == "hit":
+        redo = rebuild_if(found.meta) if rebuild_if is not None and found.status == "hit" else None
+        if found.status == "hit" and not redo:
             return Loaded(found.engine, found.meta, built=False, path=self.engine_path(key))
-        lock = self._lock(key, log)
+        lock = self._lock(key, log, cancel)
         try:
             found = self.lookup(key)  # another process may have built it while we waited
-            if found.status == "hit":
+            redo = rebuild_if(found.meta) if rebuild_if is not None and found.status == "hit" else None
+            if found.status == "hit" and not redo:
                 return Loaded(found.engine, found.meta, built=False, path=self.engine_path(key))
             if found.status != "miss":
-                log(f"TensorRT engine {key.stem()}: {found.reason}; rebuilding it")
+                log(f"TensorRT engine {key.stem()}: {redo or found.reason}; rebuilding it")
             built = build()
             meta = self._store(key, built)
             return Loaded(built.engine, meta, built=True, path=self.engine_path(key))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from streamfix.engines.base import Engine
+from streamfix.engines.wrapper import EngineWrapper
 
 GRID = 8
 
@@ -33,23 +34,14 @@ def _inverse(y: np.ndarray, k: int) -> np.ndarray:
     return np.rot90(y, -(k % 4), axes=(2, 3))
 
 
-class EnsembleEngine:
+class EnsembleEngine(EngineWrapper):
     """Wraps any engine; `infer` returns the mean over the 8 dihedral transforms."""
 
     def __init__(self, inner: Engine, transforms: int = 8) -> None:
         if not 1 <= transforms <= 8:
             raise ValueError(f"transforms must be 1..8, got {transforms}")
-        self.inner = inner
+        super().__init__(inner)
         self.transforms = transforms
-        self.name = inner.name
-        self.device = inner.device
-
-    def __enter__(self) -> "EnsembleEngine":
-        self.inner.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.inner.__exit__(*exc)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         n, _, h, w = batch.shape

@@ -21,9 +21,8 @@ given PSNR numbers; building and measuring are passed in.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Generic, Iterator, Sequence, TypeVar
+from typing import Callable, Generic, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -147,24 +146,18 @@ def _block_means(img: np.ndarray, block: int) -> np.ndarray:
     return np.repeat(np.repeat(means, block, 0), block, 1)[:h, :w].astype(np.float32)
 
 
-@contextmanager
-def _exact_fp32() -> Iterator[None]:
-    """cuDNN convolutions default to TF32 on Ampere and later (10-bit mantissa, about
-    FP16's): the reference must not have FP16-like error of its own."""
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+def reference_output(model: CARDRN, frames: np.ndarray) -> np.ndarray:
+    """The FP32 PyTorch output for `frames`, on the CPU, one frame at a time (bounded
+    memory).
 
-
-def reference_output(model: CARDRN, frames: np.ndarray, device: str = "cpu") -> np.ndarray:
-    """The FP32 PyTorch output for `frames`, one frame at a time (bounded memory)."""
-    net = fold_batchnorm(model).float().eval().to(device)
+    The CPU on purpose: CUDA convolutions may run in TF32 (about FP16's mantissa) and
+    the reference must have no such error of its own. Switching TF32 off would mean
+    flipping process-wide PyTorch flags, which two builds in two threads (and the
+    standby engine serving meanwhile) would race on; the CPU has no TF32 to switch.
+    """
+    net = fold_batchnorm(model).float().eval().to("cpu")
     outs = []
-    with _exact_fp32(), torch.inference_mode():
+    with torch.inference_mode():
         for frame in frames:
-            x = torch.from_numpy(np.ascontiguousarray(frame[None])).to(device)
-            outs.append(net(x).float().cpu().numpy())
+            outs.append(net(torch.from_numpy(np.ascontiguousarray(frame[None]))).float().numpy())
     return np.concatenate(outs)

@@ -149,11 +149,15 @@ def cached_onnx(model: CARDRN, name: str, cache_dir: Path, *, fp16: bool = False
     an identical file, so no lock is needed.
     """
     precision = "fp16" if fp16 else "fp32"
-    safe_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "model"
-    path = Path(cache_dir) / f"{safe_name}-{model_sha256(model)[:16]}-{precision}-opset{opset}-v{EXPORT_VERSION}.onnx"
+    path = Path(cache_dir) / f"{safe_file_name(name)}-{model_sha256(model)[:16]}-{precision}-opset{opset}-v{EXPORT_VERSION}.onnx"
     if path.is_file() and _is_valid_graph(path):
         return path
     return export_onnx(model, path, fp16=fp16, opset=opset)
+
+
+def safe_file_name(name: str) -> str:
+    """`name` (a model name or path) with only characters every file system accepts."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "model"
 
 
 def _is_valid_graph(path: Path) -> bool:

@@ -11,7 +11,7 @@ able to say "not installed" instead of failing at import time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -21,8 +21,9 @@ from streamfix.core.errors import OptionError
 from streamfix.core.network import CARDRN
 from streamfix.core.weights import ModelInfo
 
-from streamfix.engines.base import EngineUnavailable
+from streamfix.engines.base import EngineUnavailable, check_counts, float32_batch
 from streamfix.engines import devices
+from streamfix.engines.int8_quantize import Int8Settings, int8_graph
 from streamfix.engines.onnx_export import INPUT_NAME, OUTPUT_NAME, cached_onnx
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -46,12 +47,15 @@ class OnnxRuntimeConfig:
     cache_dir: Path | None = None  # exported graphs; None: <user cache>/streamfix/onnx
     opset: int = 17
     max_batch: int = 8
+    # CPU only: the statically quantized graph (engines/int8_quantize.py), calibrated
+    # on the built-in set; `--precision int8` sets it.
+    int8: bool = False
+    quantization: Int8Settings = field(default_factory=Int8Settings)  # how the int8 graph is made
 
     def __post_init__(self) -> None:
-        if self.threads < 0:
-            raise ValueError(f"threads must be >= 0, got {self.threads}")
-        if self.max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
+        if self.int8 and self.fp16:
+            raise ValueError("int8 and fp16 exclude each other")
+        check_counts(threads=self.threads, max_batch=self.max_batch)
 
 
 def _import_onnxruntime():
@@ -80,6 +84,8 @@ def check_available(config: OnnxRuntimeConfig) -> None:
         raise EngineUnavailable(str(exc)) from None
     if device == "cpu":
         return
+    if config.int8:
+        raise EngineUnavailable("int8 graphs run on the CPU only; use --device cpu, or fp32 on the GPU")
     if CUDA_PROVIDER not in ort.get_available_providers():
         raise EngineUnavailable(
             f"onnxruntime {ort.__version__} has no CUDA provider (a CPU-only package); "
@@ -98,6 +104,7 @@ class OnnxRuntimeEngine:
         self.config = config
         self.device = resolve_device(config.device)
         self.fp16 = self.device.startswith("cuda") if config.fp16 is None else config.fp16
+        self.precision = "int8" if config.int8 else "fp16" if self.fp16 else "fp32"
         self._model = model
         self._in_channels = model.args.channels + model.args.cond_channels
         self._session = None
@@ -114,7 +121,7 @@ class OnnxRuntimeEngine:
     def __enter__(self) -> "OnnxRuntimeEngine":
         ort = _import_onnxruntime()
         cache_dir = self.config.cache_dir or devices.cache_root() / "onnx"
-        self.onnx_path = cached_onnx(self._model, self.info.name, cache_dir, fp16=self.fp16, opset=self.config.opset)
+        self.onnx_path = self._graph(cache_dir)
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.config.threads
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.config.spinning else "0")
@@ -136,15 +143,15 @@ class OnnxRuntimeEngine:
         self._session = session
         return self
 
+    def _graph(self, cache_dir: Path) -> Path:
+        if not self.config.int8:
+            return cached_onnx(self._model, self.info.name, cache_dir, fp16=self.fp16, opset=self.config.opset)
+        return int8_graph(self._model, self.info, cache_dir, self.config.quantization, opset=self.config.opset)
+
     def __exit__(self, *exc: object) -> None:
         self._session = None
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         if self._session is None:
             raise RuntimeError("OnnxRuntimeEngine.infer called outside `with engine:`")
-        if batch.ndim != 4 or batch.shape[1] != self._in_channels:
-            raise ValueError(
-                f"expected a batch N x {self._in_channels} x H x W, got shape {tuple(batch.shape)}"
-            )
-        x = np.ascontiguousarray(batch, dtype=np.float32)
-        return self._session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        return self._session.run([OUTPUT_NAME], {INPUT_NAME: float32_batch(batch, self._in_channels)})[0]

@@ -16,8 +16,24 @@ which takes minutes the first time on a GPU. What happens meanwhile is
 - "wait": `infer` blocks until the engine is ready (benchmarks, `streamfix engine
   build`, batch jobs that want every frame through TensorRT).
 
-Buffers, streams and the CUDA context are in cuda_buffers.py (the only pycuda user);
-name-based execution in trt_runner.py; version differences in trt_version.py.
+A background build shares the GPU with the standby, so its kernel timings are
+noisy. Its timings are therefore not written to the shared timing cache (later
+builds would inherit the noise), and its engine is cached marked
+`timed_under_load`: a standby open loads it (a fast start matters more than the
+best kernels), a "wait" open (an idle GPU: `streamfix engine build`, benchmarks)
+rebuilds it.
+
+Closing stops a build at its next step: TensorRT's progress monitor, the wait for
+another process's build lock, and before each ONNX export or gate variant. A build
+TensorRT has finished is still checked by the gate and stored (seconds), since the
+next run would otherwise spend minutes on it again.
+
+`proven` turns True when a batch has come back from TensorRT itself (not from the
+standby); until then select.py's FallbackEngine may replace this engine.
+
+Availability checks are in trt_available.py; buffers, streams and the CUDA context
+in cuda_buffers.py (the only pycuda user); name-based execution in trt_runner.py;
+version differences in trt_version.py.
 """
 
 from __future__ import annotations
@@ -37,16 +53,17 @@ from streamfix.core.weights import ModelInfo
 
 from streamfix.engines.base import EngineUnavailable
 from streamfix.engines.background_build import BackgroundBuilds
-from streamfix.engines.cuda_buffers import CudaPipeline, CudaUnavailable, DeviceFacts, PrimaryContext, probe
-from streamfix.engines.engine_cache import Built, EngineCache, EngineKey, default_cache_dir, sha256_bytes
-from streamfix.engines.fp16_gate import MIN_PSNR_DB, GateFailed, reference_output, sample_frames
-from streamfix.engines.onnx_export import onnx_sha256
-from streamfix.engines.trt_build import BuildFailed, BuildRequest, GraphSource, build_with_gate, measure_psnr, trt_logger
-from streamfix.engines.trt_runner import EngineRejected, TrtRunner
+from streamfix.engines.cuda_buffers import CudaPipeline, DeviceFacts, PrimaryContext, probe
+from streamfix.engines.engine_cache import EngineCache, EngineKey, LockWaitCancelled, default_cache_dir
+from streamfix.engines.fallback import failure_reason
+from streamfix.engines.fp16_gate import MIN_PSNR_DB
+from streamfix.engines.trt_available import check_available, device_index, import_tensorrt
+from streamfix.engines.trt_build import BuildCancelled, GraphSource
+from streamfix.engines.trt_prepare import ProfilePreparer
+from streamfix.engines.trt_runner import TrtRunner
 from streamfix.engines.trt_shapes import ShapeProfile, exact_profile, parse_shapes, pick_profile
-from streamfix.engines.trt_version import trt_version, unsupported_reason
 
-INSTALL = "pip install 'streamfix[tensorrt]'"
+__all__ = ["TensorRTConfig", "TensorRTEngine", "check_available", "device_index", "import_tensorrt"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,50 +97,6 @@ def _stderr(line: str) -> None:
     print(f"streamfix: {line}", file=sys.stderr, flush=True)
 
 
-def device_index(device: str) -> int:
-    """"auto"/"cuda" -> 0, "cuda:N" -> N; anything else cannot run TensorRT."""
-    if device in ("auto", "cuda"):
-        return 0
-    kind, _, index = device.partition(":")
-    if kind == "cuda" and index.isdigit():
-        return int(index)
-    raise EngineUnavailable(f"TensorRT runs on NVIDIA GPUs only, and the device is {device!r}"
-                            + (" (no CUDA GPU seen)" if device == "cpu" else ""))
-
-
-def import_tensorrt() -> ModuleType:
-    try:
-        import tensorrt as trt
-    except ImportError as exc:
-        missing = getattr(exc, "name", None) == "tensorrt"
-        raise EngineUnavailable("the tensorrt package is not installed: " + INSTALL if missing
-                                else f"tensorrt is installed but does not load ({exc}); reinstall: {INSTALL}") from None
-    except OSError as exc:  # its shared libraries are missing or of another CUDA
-        raise EngineUnavailable(f"tensorrt is installed but its libraries do not load ({exc})") from None
-    reason = unsupported_reason(trt_version(trt))
-    if reason:
-        raise EngineUnavailable(reason)
-    return trt
-
-
-def check_available(config: TensorRTConfig = TensorRTConfig()) -> None:
-    """Raise EngineUnavailable with a one-line reason unless TensorRT can run here."""
-    index = device_index(config.device)
-    import_tensorrt()
-    try:
-        probe(index)
-    except CudaUnavailable as exc:
-        raise EngineUnavailable(str(exc)) from None
-
-
-def _gate_summary(meta: dict) -> str:
-    """'fp16, 58.3 dB from the FP32 model' from a sidecar."""
-    steps = meta.get("gate", {}).get("steps") or [{}]
-    psnr = steps[-1].get("psnr_db", "?")
-    psnr = f"{psnr:.1f}" if isinstance(psnr, float) else str(psnr)
-    return f"{meta.get('variant', '?')}, {psnr} dB from the FP32 model"
-
-
 @dataclass(slots=True)
 class Ticket:
     """A batch submitted to the GPU; `TensorRTEngine.result` turns it into output."""
@@ -145,37 +118,51 @@ class TensorRTEngine:
         self._runners: list[TrtRunner] = []
         self._tickets: dict[int, Ticket] = {}
         self._next_slot = 0
-        self._cancel = threading.Event()
         self._trt: ModuleType | None = None
         self._ctx: PrimaryContext | None = None
         self.facts: DeviceFacts | None = None
-        self._cache: EngineCache | None = None
+        self._preparer: ProfilePreparer | None = None
         self._pipe: CudaPipeline | None = None
         self._graphs: GraphSource | None = None
         self._standby = None
-        self._builds: BackgroundBuilds[ShapeProfile] = BackgroundBuilds(self.prepare_profile, log=log,
-                                                                         describe=ShapeProfile.label)
+        self._open_builds()
         self.loaded: list[dict] = []  # sidecars of the engines in use (for `engine build`, benchmarks)
+        self.proven = False  # a batch has come back from TensorRT itself
 
     # -- lifecycle -----------------------------------------------------------------
+    def _open_builds(self) -> None:
+        """Fresh for every `with`: a cancel left set, or a build left "failed" by the
+        previous close, must not stop the builds of the next one."""
+        self._cancel = threading.Event()
+        self._builds: BackgroundBuilds[ShapeProfile] = BackgroundBuilds(
+            lambda profile: self.prepare_profile(profile, gpu_busy=True), log=self._log, describe=ShapeProfile.label)
+
     def __enter__(self) -> "TensorRTEngine":
         check_available(self.config)
-        self._trt = import_tensorrt()
-        self._ctx = PrimaryContext(device_index(self.config.device))
-        with self._ctx:
-            self.facts = probe(self._ctx.index)
-            self._pipe = CudaPipeline(slots=self.config.in_flight)
-        self._cache = EngineCache(self.config.cache_dir)
-        self._graphs = GraphSource(self.model)
+        self._open_builds()
+        self.proven, self._next_slot = False, 0
         try:
+            self._trt = import_tensorrt()
+            self._ctx = PrimaryContext(device_index(self.config.device))
+            with self._ctx:
+                self.facts = probe(self._ctx.index)
+                self._pipe = CudaPipeline(slots=self.config.in_flight)
+            self._graphs = GraphSource(self.model)
+            self._preparer = ProfilePreparer(trt=self._trt, cache=EngineCache(self.config.cache_dir),
+                                             graphs=self._graphs, model=self.model, info=self.info,
+                                             facts=self.facts, config=self.config, cancel=self._cancel,
+                                             log=self._log)
             for profile in parse_shapes(",".join(self.config.shapes), self.config.max_batch):
                 self.prepare_profile(profile)
-        except BaseException:
+        except BaseException as exc:
             self.__exit__(*sys.exc_info())
-            raise
+            if isinstance(exc, EngineUnavailable) or not isinstance(exc, Exception):
+                raise
+            raise EngineUnavailable(f"TensorRT could not open on {self.device}: {failure_reason(exc)}") from exc
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Close everything; safe to call again, and after a failed `__enter__`."""
         self._cancel.set()  # a background build stops at its next step
         self._builds.join()
         self._close_standby()
@@ -185,10 +172,11 @@ class TensorRTEngine:
                     self._pipe.close()
                 for runner in self._runners:
                     runner.close()
+            self._pipe = None
             self._runners.clear()
             self._tickets.clear()
-            self._ctx.close()
-            self._ctx = None
+            context, self._ctx = self._ctx, None
+            context.close()
         if self._graphs is not None:
             self._graphs.close()
             self._graphs = None
@@ -200,13 +188,7 @@ class TensorRTEngine:
 
     # -- engines per shape ---------------------------------------------------------
     def key_for(self, profile: ShapeProfile) -> EngineKey:
-        return EngineKey(
-            model=self.info.name, onnx_sha256=onnx_sha256(self._graphs.path(self.config.fp16)),
-            tensorrt=".".join(map(str, trt_version(self._trt))), gpu=self.facts.name,
-            compute_capability=self.facts.compute_capability, precision=self.config.precision,
-            profile=profile, workspace_mib=self.config.workspace_mib, opt_level=self.config.opt_level,
-            min_psnr_db=self.config.min_psnr_db,
-        )
+        return self._preparer.key_for(profile)
 
     def _runner(self, batch: int, height: int, width: int) -> TrtRunner | None:
         with self._lock:
@@ -225,49 +207,28 @@ class TensorRTEngine:
         return self._runner(1, height, width) or self.prepare_profile(
             exact_profile(height, width, self.config.max_batch))
 
-    def prepare_profile(self, profile: ShapeProfile) -> TrtRunner:
-        """Load the engine for `profile` from the cache, or build it (blocking)."""
+    def prepare_profile(self, profile: ShapeProfile, *, gpu_busy: bool = False) -> TrtRunner:
+        """Load the engine for `profile` from the cache, or build it (blocking; see
+        trt_prepare.py). `gpu_busy`: the standby serves meanwhile (a background
+        build). Any failure is an EngineUnavailable with a one-line reason."""
         with self._lock:
             existing = next((r for r in self._runners if r.profile == profile), None)
         if existing is not None:
             return existing
-        key = self.key_for(profile)
-        with self._ctx:
-            for attempt in (1, 2):
-                loaded = self._cache.get_or_build(key, lambda: self._build(key, profile), log=self._log)
-                try:
-                    runner = TrtRunner(self._trt, trt_logger(self._trt), loaded.engine)
-                except EngineRejected as exc:
-                    if loaded.built or attempt == 2:  # a fresh build TensorRT refuses: no point retrying
-                        raise EngineUnavailable(f"TensorRT cannot load {loaded.path}: {exc}") from None
-                    self._cache.invalidate(key, sha256_bytes(loaded.engine), str(exc), log=self._log)
-                    continue
-                break
-        self._log(f"TensorRT engine {'built' if loaded.built else 'loaded'}: {loaded.path.name} "
-                  f"({_gate_summary(loaded.meta)})")
+        try:
+            with self._ctx:
+                runner, loaded = self._preparer.prepare(profile, gpu_busy=gpu_busy)
+        except EngineUnavailable:
+            raise
+        except (BuildCancelled, LockWaitCancelled) as exc:
+            raise EngineUnavailable(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - nullptr factories, pycuda errors: say which, in one line
+            raise EngineUnavailable(f"TensorRT failed to prepare the engine for {profile.label()}: "
+                                    f"{failure_reason(exc)}") from exc
         with self._lock:
             self._runners.append(runner)
             self.loaded.append({**loaded.meta, "path": str(loaded.path), "built": loaded.built})
         return runner
-
-    def _build(self, key: EngineKey, profile: ShapeProfile) -> Built:
-        request = BuildRequest(
-            label=key.stem(), precision=self.config.precision, profile=profile, planes=self.planes,
-            workspace_mib=self.config.workspace_mib, opt_level=self.config.opt_level,
-            min_psnr_db=self.config.min_psnr_db, log_path=self._cache.log_path(key), cancel=self._cancel,
-        )
-        frames = sample_frames(self.planes, self.model.args.channels, profile.height[1], profile.width[1],
-                               count=self.config.gate_frames)
-        reference = reference_output(self.model, frames)  # FP32 on the CPU: exact, and the GPU stays free
-        logger = trt_logger(self._trt)
-        try:
-            built, timing = build_with_gate(
-                self._trt, request, self._graphs, timing_cache=self._cache.read_timing_cache(key),
-                measure=lambda engine: measure_psnr(self._trt, logger, engine, frames, reference), log=self._log)
-        except (BuildFailed, GateFailed) as exc:
-            raise EngineUnavailable(str(exc)) from None
-        self._cache.write_timing_cache(key, timing)
-        return built
 
     # -- running -------------------------------------------------------------------
     def submit(self, batch: np.ndarray) -> Ticket:
@@ -294,6 +255,7 @@ class TensorRTEngine:
         ticket = self._tickets.pop(index, None)
         if ticket is not None and ticket.output is None:
             ticket.output = self._pipe.wait(self._pipe.slots[index]).astype(np.float32, copy=False)
+            self.proven = True
 
     def result(self, ticket: Ticket) -> np.ndarray:
         """The output of a submitted batch (waits for its download)."""

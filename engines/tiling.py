@@ -25,6 +25,7 @@ import numpy as np
 from torch import nn
 
 from streamfix.engines.base import Engine
+from streamfix.engines.wrapper import EngineWrapper
 
 DEFAULT_MARGIN = 16
 # 8 Mpx is four 1080p frames: about 2 GB per 64-channel float32 feature map, which
@@ -97,7 +98,7 @@ def tile_spans(length: int, tile: int, margin: int) -> list[Span]:
     return spans
 
 
-class TiledEngine:
+class TiledEngine(EngineWrapper):
     """Wraps an engine; large frames go through it in overlapping tiles.
 
     `tile` > 0 tiles every frame larger than one window; `tile` = 0 tiles only
@@ -111,27 +112,12 @@ class TiledEngine:
                  max_batch: int = 8) -> None:
         if tile < 0 or overlap < 0 or max_pixels < 1 or auto_tile < 1 or max_batch < 1:
             raise ValueError("tile and overlap must be >= 0; max_pixels, auto_tile and max_batch >= 1")
-        self.inner = inner
+        super().__init__(inner)
         self.tile = tile
         self.margin = overlap
         self.max_pixels = max_pixels
         self.auto_tile = auto_tile
         self.max_batch = max_batch
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def device(self) -> str:
-        return self.inner.device
-
-    def __enter__(self) -> "TiledEngine":
-        self.inner.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.inner.__exit__(*exc)
 
     def _core_side(self, height: int, width: int) -> int:
         """Core side to tile a height x width frame with, or 0 to run it whole."""

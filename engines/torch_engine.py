@@ -15,7 +15,7 @@ from streamfix.core.errors import OptionError
 from streamfix.core.network import CARDRN, fold_batchnorm
 from streamfix.core.weights import ModelInfo
 
-from streamfix.engines.base import EngineUnavailable
+from streamfix.engines.base import EngineUnavailable, check_counts, float32_batch
 from streamfix.engines.devices import resolve_device
 
 
@@ -35,10 +35,7 @@ class TorchConfig:
     max_batch: int = 8
 
     def __post_init__(self) -> None:
-        if self.threads < 0:
-            raise ValueError(f"threads must be >= 0, got {self.threads}")
-        if self.max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
+        check_counts(threads=self.threads, max_batch=self.max_batch)
 
 
 def check_available(config: TorchConfig) -> None:
@@ -75,6 +72,7 @@ class TorchEngine:
         on_cuda = self.device.startswith("cuda")
         self._half = on_cuda and config.fp16 is not False
         self._bf16 = not on_cuda and config.cpu_bf16
+        self.precision = "fp16" if self._half else "bf16" if self._bf16 else "fp32"
         self._channels_last = config.channels_last
         self._model = model
         self._in_channels = model.args.channels + model.args.cond_channels
@@ -101,11 +99,7 @@ class TorchEngine:
     def infer(self, batch: np.ndarray) -> np.ndarray:
         if self._net is None:
             raise RuntimeError("TorchEngine.infer called outside `with engine:`")
-        if batch.ndim != 4 or batch.shape[1] != self._in_channels:
-            raise ValueError(
-                f"expected a batch N x {self._in_channels} x H x W, got shape {tuple(batch.shape)}"
-            )
-        x = np.ascontiguousarray(batch, dtype=np.float32)
+        x = float32_batch(batch, self._in_channels)
         if not x.flags.writeable:  # torch.from_numpy warns on read-only memory (e.g. a broadcast)
             x = x.copy()
         x = torch.from_numpy(x)

@@ -65,6 +65,9 @@ class BuildRequest:
     log_path: Path
     cancel: threading.Event | None = None  # set: stop the build at the next step
 
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
 
 class GraphSource:
     """The model's ONNX graphs for each gate variant, exported once into a temp dir."""
@@ -252,9 +255,12 @@ def _build(trt: ModuleType, logger, onnx_bytes: bytes, request: BuildRequest, ti
         config.progress_monitor = monitor
     with _Heartbeat(request.label, log):
         serialized = builder.build_serialized_network(network, config)
-    if request.cancel is not None and request.cancel.is_set():
-        raise BuildCancelled(f"the build of {request.label} was cancelled")
     if serialized is None:
+        # A build that finished is kept even when the engine started closing just after
+        # (the next run would otherwise spend the same minutes again); only a build
+        # that the progress monitor stopped is "cancelled".
+        if request.cancelled():
+            raise BuildCancelled(f"the build of {request.label} was cancelled")
         raise BuildFailed(f"TensorRT could not build {request.label}; the builder log is {request.log_path}")
     engine = memoryview(serialized).tobytes()
     timing = memoryview(config.get_timing_cache().serialize()).tobytes()
@@ -295,6 +301,8 @@ def build_with_gate(trt: ModuleType, request: BuildRequest, graphs: GraphSource,
     request.log_path.write_text("")  # the log of this build only, all its variants
 
     def try_variant(variant: str) -> tuple[float, bytes]:
+        if request.cancelled():  # closing: start no further variant of the ladder
+            raise BuildCancelled(f"the build of {request.label} was cancelled before its {variant} variant")
         log(f"building TensorRT engine {request.label} ({variant}); the first build on a GPU takes minutes")
         engine, timing[0] = build_serialized(trt, graphs.variant(variant), request, timing[0], log)
         return measure(engine), engine

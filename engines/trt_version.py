@@ -40,11 +40,12 @@ def unsupported_reason(version: tuple[int, ...]) -> str | None:
     """One line saying why this TensorRT cannot be used, or None if it can."""
     text = ".".join(map(str, version))
     if version[:2] < OLDEST:
-        return f"TensorRT {text} is too old (10.0 or newer needed); upgrade with: pip install -U 'streamfix[tensorrt]'"
+        return (f"TensorRT {text} is too old (10.0 or newer needed); upgrade with: pip install -U "
+                "'streamfix[tensorrt-cu12]' (or [tensorrt-cu13] for a CUDA 13 driver)")
     if version[0] > NEWEST_MAJOR:
         # TensorRT removes APIs only at major versions: an untested major may lack calls we make.
         return (f"TensorRT {text} is newer than this streamfix supports (10.x, 11.x); "
-                "install a supported one: pip install 'tensorrt<12'")
+                "install a supported one: pip install 'streamfix[tensorrt-cu13]' (or [tensorrt-cu12])")
     return None
 
 

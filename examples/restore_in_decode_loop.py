@@ -1,5 +1,5 @@
 """Restore video inside your own PyAV decode/encode loop, with inference on a worker
-thread (Restorer.stream) so decoding, restoring and encoding overlap.
+thread (streamfix.restore_stream) so decoding, restoring and encoding overlap.
 
     python examples/restore_in_decode_loop.py in.mp4 out.mkv
 
@@ -27,7 +27,7 @@ def main(source: str, target: str) -> None:
         encoder.width, encoder.height, encoder.pix_fmt = video.width, video.height, "yuv420p"
         encoder.time_base = video.time_base
         # At most 8 frames inside the restorer at once: decoding waits when it is ahead.
-        for frame in restorer.stream(inp.decode(video), max_pending=8):
+        for frame in streamfix.restore_stream(restorer, inp.decode(video), max_pending=8):
             frame.pict_type = av.video.frame.PictureType.NONE  # let the encoder choose
             out.mux(encoder.encode(frame))
         out.mux(encoder.encode(None))

@@ -8,7 +8,9 @@ appears in the top-left corner for the same frames, so audio/video sync is easy 
 check by eye and ear after a run.
 
 scikit-image is needed only to run this script (`pip install scikit-image`), not by
-streamfix; the clip it writes is committed. Run from the repository root:
+streamfix; the clip it writes is committed. The RGB -> YUV conversion goes through
+streamfix's `reformat` (one swscale thread: FFmpeg's threaded swscale was not
+deterministic), so run it with streamfix installed, from the repository root:
 
     python samples/make_sample.py
 """
@@ -22,6 +24,8 @@ import av
 import numpy as np
 from PIL import Image
 from skimage import data
+
+from streamfix.media.planes import reformat
 
 WIDTH, HEIGHT, FPS, SECONDS = 320, 240, 25, 3
 CRF = 40
@@ -69,7 +73,7 @@ def main() -> None:
 
         for index in range(FPS * SECONDS):
             frame = av.VideoFrame.from_ndarray(picture(index, source), format="rgb24")
-            frame = frame.reformat(format="yuv420p", dst_colorspace=av.video.reformatter.Colorspace.ITU601)
+            frame = reformat(frame, format="yuv420p", dst_colorspace=av.video.reformatter.Colorspace.ITU601)
             frame.pts, frame.time_base = index, Fraction(1, FPS)
             frame.color_range, frame.color_primaries, frame.color_trc, frame.colorspace = 1, 6, 6, 6
             out.mux(video.encode(frame))

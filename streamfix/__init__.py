@@ -8,7 +8,7 @@ The public API, for embedders:
     with streamfix.Restorer() as restorer:                    # frame by frame
         clean = restorer.restore(frame, qp_map=qp)
     model, info = streamfix.load_model("video-x264-qp")       # the bare network
-    for clean in restorer.stream(frames, max_pending=8): ...   # a worker thread, back-pressure
+    for clean in streamfix.restore_stream(restorer, frames, max_pending=8): ...  # worker thread
     streamfix.run("udp://127.0.0.1:5000", "-", output={"format": "mpegts"})   # live streams
     streamfix.run_streams([(a, a_out), (b, b_out)], config)   # many streams, one engine
 
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 __all__ = ["Restorer", "run", "load_model", "RunConfig", "RunResult", "Pipeline", "PipelineError",
-           "PipelineInterrupted", "FrameStream", "SharedEngine", "run_streams", "MetricsServer", "__version__"]
+           "PipelineInterrupted", "FrameStream", "restore_stream", "SharedEngine", "run_streams", "MetricsServer", "__version__"]
 
 _LAZY = {
     "Restorer": "restore.restorer",
@@ -32,8 +32,9 @@ _LAZY = {
     "PipelineInterrupted": "pipeline.pipeline",
     "RunResult": "pipeline.pipeline",
     "FrameStream": "serve.frame_stream",
-    "SharedEngine": "serve.multistream",
-    "run_streams": "serve.multistream",
+    "restore_stream": "serve.frame_stream",
+    "SharedEngine": "engines.shared",
+    "run_streams": "serve.streams",
     "MetricsServer": "serve.metrics_server",
     "RunConfig": "pipeline.run_config",
     "load_model": "core.weights",
@@ -41,9 +42,10 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from streamfix.core.weights import load_model
-    from streamfix.serve.frame_stream import FrameStream
+    from streamfix.serve.frame_stream import FrameStream, restore_stream
     from streamfix.serve.metrics_server import MetricsServer
-    from streamfix.serve.multistream import SharedEngine, run_streams
+    from streamfix.engines.shared import SharedEngine
+    from streamfix.serve.streams import run_streams
     from streamfix.pipeline.pipeline import Pipeline, PipelineError, PipelineInterrupted, RunResult, run
     from streamfix.restore.restorer import Restorer
     from streamfix.pipeline.run_config import RunConfig

@@ -17,6 +17,7 @@ from aiortc.contrib.media import MediaPlayer  # noqa: E402
 from aiortc.mediastreams import MediaStreamError  # noqa: E402
 
 import mediagen as mg  # noqa: E402
+from streamfix.core.threads import WorkerError  # noqa: E402
 from streamfix.serve.aiortc_track import RestoredVideoTrack  # noqa: E402
 from streamfix.engines.select import engine_config  # noqa: E402
 from streamfix.restore.restorer import Restorer  # noqa: E402
@@ -61,9 +62,9 @@ def test_every_frame_comes_out_in_order_restored_off_the_event_loop():
     threads: set[str] = set()
     restore_frames = restorer.restore_frames
 
-    def spy(frames, strengths):
+    def spy(frames, strengths, **options):
         threads.add(threading.current_thread().name)
-        return restore_frames(frames, strengths)
+        return restore_frames(frames, strengths, **options)
 
     restorer.restore_frames = spy  # type: ignore[method-assign]
     track = RestoredVideoTrack(source, restorer, max_latency_ms=1000, assume_qp=40)
@@ -104,3 +105,20 @@ def test_a_media_player_file_is_restored_to_its_end(tmp_path):
     restorer.close()
     assert len(direct) >= 14 and [f.pts for f in frames] == [f.pts for f in direct]
     assert track.stats()["restored"] > 0
+
+
+def test_a_restore_failure_is_raised_by_recv_naming_the_frame():
+    # Frames pass through while the model warms up; 10 s of stream leaves it time.
+    source = PatternTrack(frames=300)
+    restorer = torch_restorer()
+
+    def broken(frames, strengths):
+        raise ZeroDivisionError("inside the model")
+
+    restorer.restore_frames = broken  # type: ignore[method-assign]
+    track = RestoredVideoTrack(source, restorer, max_latency_ms=60_000, assume_qp=40)
+    with pytest.raises(WorkerError, match=r"stage 'restore' failed at frame \d+: ZeroDivisionError") as info:
+        asyncio.run(drain(track))
+    track.stop()
+    restorer.close()
+    assert info.value.index >= 1 and isinstance(info.value.__cause__, ZeroDivisionError)

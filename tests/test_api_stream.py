@@ -38,7 +38,7 @@ def test_stream_restores_in_order_like_frame_by_frame(tmp_path):
     frames = decoded_frames(clip.path)
     with torch_restorer() as restorer:
         one_by_one = [restorer.restore(f, qp_map=streamfix_qp(f)) for f in frames]
-        streamed = list(restorer.stream(iter(frames), max_pending=3))
+        streamed = list(streamfix.restore_stream(restorer, iter(frames), max_pending=3))
     assert [f.pts for f in streamed] == [f.pts for f in frames]
     for a, b in zip(streamed, one_by_one):
         assert np.abs(a.to_ndarray().astype(int) - b.to_ndarray().astype(int)).max() <= 1
@@ -78,9 +78,36 @@ def test_a_worker_failure_is_raised_by_get_with_the_frame_index():
 
     with Failing(log=lambda m: None) as restorer, FrameStream(restorer) as stream:
         stream.put(mg.make_frame(0, 32, 16, "yuv420p"))
-        with pytest.raises(FrameStreamError, match="frame 0 failed: ZeroDivisionError") as info:
+        with pytest.raises(FrameStreamError, match="stage 'restore' failed at frame 0: ZeroDivisionError") as info:
             stream.get(timeout=30)
         assert info.value.index == 0 and isinstance(info.value.__cause__, ZeroDivisionError)
+
+
+def test_frames_restored_before_a_failure_are_handed_out_before_it():
+    class FailsOnThird(Restorer):
+        def restore_frames(self, frames, strengths):
+            if any(f.pts == 2 for f in frames):
+                raise ZeroDivisionError("inside the model")
+            return list(frames)
+
+    with FailsOnThird(batch=1, log=lambda m: None) as restorer, FrameStream(restorer, max_pending=4) as stream:
+        for i in range(3):
+            stream.put(mg.make_frame(i, 32, 16, "yuv420p", pts=i))
+        assert [stream.get(timeout=30).pts for _ in range(2)] == [0, 1]
+        with pytest.raises(FrameStreamError, match="at frame 2: ZeroDivisionError"):
+            stream.get(timeout=30)
+        with pytest.raises(FrameStreamError):  # and again: the stream stays failed
+            stream.put(mg.make_frame(3, 32, 16, "yuv420p"))
+
+
+def test_a_closed_stream_refuses_frames_instead_of_blocking():
+    with torch_restorer() as restorer:
+        stream = FrameStream(restorer, max_pending=1)
+        stream.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            stream.put(mg.make_frame(0, 32, 16, "yuv420p"))
+        with pytest.raises(RuntimeError, match="closed"):
+            stream.get(timeout=30)
 
 
 def test_an_error_in_the_callers_iterable_reaches_the_caller():
@@ -89,7 +116,7 @@ def test_an_error_in_the_callers_iterable_reaches_the_caller():
         raise ValueError("the camera went away")
 
     with torch_restorer() as restorer, pytest.raises(ValueError, match="camera went away"):
-        list(restorer.stream(frames()))
+        list(streamfix.restore_stream(restorer, frames()))
 
 
 def test_run_reads_an_open_container_and_writes_a_file_like_object(tmp_path, cpu_config):

@@ -79,7 +79,8 @@ def test_unwritable_outputs_give_one_line(tmp_path, capsys, clip, target, needle
 @pytest.mark.parametrize("flags, needle", [
     (["--batch", "0"], "--batch: must be 1 or more"),
     (["--crf", "abc"], "--crf: expected a whole number"),
-    (["--engine", "openvino"], "--engine: invalid choice"),
+    (["--engine", "tflite"], "--engine: invalid choice"),
+    (["--precision", "fp8"], "--precision: invalid choice"),
     (["--tile", "-1"], "--tile: must be 0 or more"),
     (["--crf", "99"], "crf 99 is out of range"),
     (["--bitrate", "fast"], "bitrate 'fast' is not a number"),
@@ -102,6 +103,17 @@ def test_bad_option_values_give_one_line(tmp_path, capsys, clip, flags, needle):
 def test_a_stats_file_in_a_missing_directory_is_refused_before_the_run(tmp_path, capsys, clip):
     code, err, _ = cli(["run", clip.path, tmp_path / "out.mp4", *CPU, "--stats", tmp_path / "no" / "s.json"], capsys)
     assert_one_line_error(code, err, "stats file does not exist")
+    assert list(tmp_path.glob("out*")) == []
+
+
+@pytest.mark.parametrize("which", ["input", "output", "folder"])
+def test_a_stats_path_that_is_the_input_output_or_a_folder_is_refused(tmp_path, capsys, clip, which):
+    """`--stats in.mp4` replaced the input with JSON, `--stats out.mp4` the output."""
+    before = Path(clip.path).read_bytes()
+    stats = {"input": clip.path, "output": tmp_path / "out.mp4", "folder": tmp_path}[which]
+    code, err, _ = cli(["run", clip.path, tmp_path / "out.mp4", *CPU, "--stats", stats], capsys)
+    assert_one_line_error(code, err, "is a directory" if which == "folder" else f"is the {which} file")
+    assert Path(clip.path).read_bytes() == before
     assert list(tmp_path.glob("out*")) == []
 
 
@@ -163,7 +175,7 @@ def test_a_run_writes_the_file_stats_and_a_summary(tmp_path, capsys, clip, cpu_y
                         "--batch", "3", "--crf", "20", "--preset", "veryfast", "--stats", stats], capsys)
     assert code == 0, err
     assert err[-1].startswith(f"streamfix: wrote {tmp_path / 'out.mp4'}: 8 frames (")
-    assert any("engine torch on cpu" in line for line in err)
+    assert any("engine torch fp32 on cpu" in line for line in err)  # a named engine alone computes in fp32
     data = json.loads(stats.read_text())
     assert data["frames_in"] == data["frames_out"] == 8
     assert data["engine"] == "torch" and data["restored"] + data["passed_through"] == 8

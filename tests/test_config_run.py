@@ -47,7 +47,8 @@ def test_no_file_means_the_defaults():
     ("live: {max_latency_ms: .inf}\n", "max_latency_ms must be a positive number"),
     ("engine: cuda\n", "engine: 'cuda' is not one of"),
     ("chroma: both\n", "chroma: 'both' is not one of"),
-    ("engines:\n  openvino: {}\n", "unknown engine 'openvino'"),
+    ("engines:\n  tflite: {}\n", "unknown engine 'tflite'"),
+    ("precision: fp16\n", "precision: 'fp16' is not one of"),
     ("stages:\n  - {width: 3}\n", "needs a 'type'"),
     ("progress:\n  interval_s: 0\n", "interval_s must be positive"),
 ])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -24,6 +26,24 @@ def bundled():
 
 
 @pytest.fixture
+def measured(monkeypatch, tmp_path):
+    """`--engine auto` on the CPU times its candidates (engines/auto_choice.py): here the
+    timings are given, so the choice is deterministic and takes no time. Times in the
+    dict override; every other candidate is slow; all keep the gain."""
+    from streamfix.engines import auto_choice
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    times: dict[str, float] = {"onnxruntime fp32": 1.0}
+
+    def measure(candidates, build, calibration):
+        return [auto_choice.Measurement(c.label, seconds=times.get(c.label, 9.0), gain_db=0.3) for c in candidates]
+
+    monkeypatch.setattr(auto_choice, "measure", measure)
+    monkeypatch.setattr(auto_choice, "reference_output", lambda model, x: x[:, :1])
+    return times
+
+
+@pytest.fixture
 def configs(tmp_path):
     return {
         "onnxruntime": OnnxRuntimeConfig(threads=1, cache_dir=tmp_path),
@@ -39,14 +59,15 @@ def break_backend(monkeypatch, name: str) -> None:
 
 
 @needs_cpu_only
-def test_auto_picks_onnxruntime_on_a_cpu(bundled, configs):
+def test_auto_on_a_cpu_takes_the_measured_fastest(bundled, configs, measured):
     model, info = bundled
     lines: list[str] = []
     engine, fallbacks = choose(model, info, log=lines.append, configs=configs)
     assert (engine.name, engine.device) == ("onnxruntime", "cpu")
     assert [f.engine for f in fallbacks] == ["tensorrt"]
-    assert lines == [str(fallbacks[0])]
+    assert lines[0] == str(fallbacks[0])
     assert lines[0].startswith("engine tensorrt not used: ") and "\n" not in lines[0]
+    assert lines[-1].startswith("engine auto on this CPU: onnxruntime fp32: fastest of ")
     x = np.random.default_rng(0).random((2, 2, 24, 31), dtype=np.float32)
     with engine:
         assert engine.infer(x).shape == (2, 1, 24, 31)
@@ -63,26 +84,28 @@ def test_requesting_tensorrt_here_gives_the_reason_in_one_line(bundled):
     assert lines == [], "an explicit request is an error, not a logged fallback"
 
 
-def test_missing_onnxruntime_falls_back_to_torch_with_one_line_each(monkeypatch, bundled, configs):
+def test_missing_onnxruntime_falls_back_to_torch_with_one_line_each(monkeypatch, bundled, configs, measured):
     break_backend(monkeypatch, "tensorrt")
     break_backend(monkeypatch, "onnxruntime")
+    break_backend(monkeypatch, "openvino")
     model, info = bundled
     lines: list[str] = []
-    engine, fallbacks = choose(model, info, device="cpu", log=lines.append, configs=configs)
+    engine, fallbacks = choose(model, info, device="cpu", precision="fp32", log=lines.append, configs=configs)
     assert engine.name == "torch"
-    assert [f.engine for f in fallbacks] == ["tensorrt", "onnxruntime"]
-    assert lines == [str(f) for f in fallbacks]
+    assert [f.engine for f in fallbacks] == ["tensorrt", "onnxruntime", "openvino"]
+    assert lines == [str(f) for f in fallbacks] + ["engine auto on this CPU: torch fp32: the only candidate"]
     assert "not_installed_onnxruntime" in lines[1] and "pip install onnxruntime" in lines[1]
     assert all("\n" not in line for line in lines)
 
 
-def test_missing_package_inside_a_backend_is_a_reason(monkeypatch, bundled, configs):
+def test_missing_package_inside_a_backend_is_a_reason(monkeypatch, bundled, configs, measured):
     """The module imports fine but its package (onnxruntime) does not."""
     monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)
     break_backend(monkeypatch, "tensorrt")
+    break_backend(monkeypatch, "openvino")
     model, info = bundled
     lines: list[str] = []
-    engine, _ = choose(model, info, device="cpu", log=lines.append, configs=configs)
+    engine, _ = choose(model, info, device="cpu", precision="fp32", log=lines.append, configs=configs)
     assert engine.name == "torch"
     assert lines[1].startswith("engine onnxruntime not used: the onnxruntime package cannot be imported")
 
@@ -103,7 +126,8 @@ def test_explicit_engine_has_no_fallbacks(bundled, configs):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"engine": "openvino"}, "unknown engine 'openvino'"),
+    ({"engine": "tflite"}, "unknown engine 'tflite'"),
+    ({"precision": "fp8"}, "unknown precision 'fp8'"),
     ({"device": "gpu"}, "unknown device 'gpu'"),
     ({"max_batch": 0}, "batch size must be from 1 to 64"),
     ({"max_batch": 100_000}, "batch size must be from 1 to 64"),
@@ -135,9 +159,10 @@ def test_tiling_margin_never_drops_below_the_receptive_field(bundled, configs):
 @needs_cpu_only
 def test_describe_engines_for_info():
     rows = describe_engines()
-    assert [name for name, _, _ in rows] == ["tensorrt", "onnxruntime", "torch"]
+    assert [name for name, _, _ in rows] == ["tensorrt", "onnxruntime", "openvino", "torch"]
     usable = {name: ok for name, ok, _ in rows}
-    assert usable == {"tensorrt": False, "onnxruntime": True, "torch": True}
+    openvino = importlib.util.find_spec("openvino") is not None
+    assert usable == {"tensorrt": False, "onnxruntime": True, "openvino": openvino, "torch": True}
     assert all(why and "\n" not in why for _, _, why in rows)
 
 

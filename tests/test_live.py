@@ -11,7 +11,7 @@ import pytest
 
 import mediagen as mg
 from streamfix.pipeline.batching import Batcher
-from streamfix.pipeline.live import DeadlineClock, InferenceEstimate, LiveTiming
+from streamfix.pipeline.live import DeadlineClock, InferenceEstimate, LiveTiming, RestoreInTime
 from streamfix.media.reader import DecodedFrame
 from streamfix.pipeline.restore_stage import RestoreStage
 from streamfix.pipeline.stages import BatchContext
@@ -76,22 +76,28 @@ def test_a_frame_already_late_leaves_at_once_and_the_batch_keeps_its_earliest_de
 
 
 class CountingRestorer:
-    """Stands in for the Restorer: 'restores' by brightening, counts like it."""
+    """Stands in for the Restorer: 'restores' by tagging, counts like it. With
+    `light`, it has a light tier (warm-up 0.03 s per frame against the full 0.25 s)."""
 
-    def __init__(self) -> None:
+    def __init__(self, light: bool = False) -> None:
         self.restored = self.passed_through = 0
         self.calls: list[int] = []
+        self.tiers: list[str] = []
+        self.tier = "auto"
+        self.light_model = "video-x264-qp-lite" if light else None
+        self.default_tier = "full"
 
     def strength_of(self, decoded):
         return None
 
-    def restore_frames(self, frames, strengths):
+    def restore_frames(self, frames, strengths, tier=None):
         self.calls.append(len(frames))
+        self.tiers.append(tier or "full")
         self.restored += len(frames)
-        return [("restored", f) for f in frames]
+        return [(tier or "full", f) for f in frames]
 
-    def warm_up(self, width, height):
-        return 0.25
+    def warm_up(self, width, height, tier="full"):  # noqa: D102
+        return 0.25 if tier == "full" else 0.03
 
 
 def decoded(i: int) -> DecodedFrame:
@@ -103,19 +109,58 @@ def test_restore_stage_restores_what_fits_and_passes_the_rest_in_order():
     now = [10.0]
     restorer = CountingRestorer()
     stage = RestoreStage(restorer, clock=lambda: now[0])  # type: ignore[arg-type]
-    stage.estimate.record(0.3, 1)
+    stage.in_time.estimate.record(0.3, 1)
     batch = [decoded(i) for i in range(4)]
     frames = [d.frame for d in batch]
     out = stage.process(frames, BatchContext(batch, deadline=10.65))
-    assert out[:2] == [("restored", frames[0]), ("restored", frames[1])]
+    assert out[:2] == [("full", frames[0]), ("full", frames[1])]
     assert out[2] is frames[2] and out[3] is frames[3]
     assert stage.stats()["late"] == 2 and restorer.passed_through == 2 and restorer.restored == 2
+
+
+def test_the_light_tier_restores_what_the_full_model_cannot_make_in_time():
+    """Live mode used to pass through every frame the full model could not finish
+    before its deadline; with a light model those are restored by it, the time left
+    goes to upgrading the first frames to the full model, and only what even the
+    light model cannot make passes through."""
+    now = [10.0]
+    restorer = CountingRestorer(light=True)
+    stage = RestoreStage(restorer, clock=lambda: now[0])  # type: ignore[arg-type]
+    stage._size = (32, 16)
+    stage.go_live(LiveTiming(0.5))  # full 0.25 s, light 0.03 s per frame
+    batch = [decoded(i) for i in range(6)]
+    frames = [d.frame for d in batch]
+    # 0.5 s: all 6 fit as light (0.18 s); one upgrade costs 0.22 s more: 0.40 s fits, two do not.
+    out = stage.process(frames, BatchContext(batch, deadline=10.5))
+    assert [tag for tag, _ in out] == ["full"] + ["light"] * 5
+    assert [f for _, f in out] == frames and stage.stats()["late"] == 0
+    # 0.1 s: only 3 light frames fit; the other 3 pass through, in order.
+    restorer.tiers.clear()
+    stage.in_time.light_estimate.per_frame_s = 0.03  # the stand-in takes no time: reset what it taught
+    out = stage.process(frames, BatchContext(batch, deadline=10.1))
+    assert restorer.tiers == ["light"] and [o[0] for o in out[:3]] == ["light"] * 3
+    assert out[3:] == frames[3:] and stage.stats()["late"] == 3
+
+
+def test_plans_never_exceed_the_time_left():
+    from streamfix.pipeline.live import InferenceEstimate
+
+    in_time = RestoreInTime(InferenceEstimate(), light_estimate=InferenceEstimate())
+    in_time.estimate.record(0.4, 1)
+    in_time.light_estimate.record(0.05, 1)
+    for frames in range(0, 9):
+        for seconds in (0.0, 0.04, 0.1, 0.3, 0.8, 2.0, 5.0):
+            full, light = in_time.plan(frames, seconds, tiered=True)
+            assert full + light <= frames and full >= 0 and light >= 0
+            assert in_time.estimate.seconds_for(full) + in_time.light_estimate.seconds_for(light) <= seconds + 1e-9
+            # nothing passes through while the light model could still take it
+            assert full + light == min(frames, int(seconds / 0.05 + 1e-9))
 
 
 def test_restore_stage_without_a_deadline_restores_everything():
     restorer = CountingRestorer()
     stage = RestoreStage(restorer)  # type: ignore[arg-type]
-    stage.estimate.record(10.0, 1)  # however slow
+    stage.in_time.estimate.record(10.0, 1)  # however slow
     batch = [decoded(i) for i in range(3)]
     stage.process([d.frame for d in batch], BatchContext(batch))
     assert restorer.calls == [3] and stage.stats()["late"] == 0
@@ -127,7 +172,7 @@ def test_going_live_seeds_the_shared_estimate_from_a_warm_up_call():
     stage._size = (32, 16)
     timing = LiveTiming(0.5)
     stage.go_live(timing)
-    assert stage.estimate is timing.estimate and timing.estimate.per_frame_s == pytest.approx(0.25)
+    assert stage.in_time.estimate is timing.estimate and timing.estimate.per_frame_s == pytest.approx(0.25)
 
 
 def test_live_timing_maps_a_decoded_frame_to_its_deadline():
@@ -145,10 +190,39 @@ def test_one_freak_slow_call_does_not_stop_restoring_for_ever():
     now = [0.0]
     restorer = CountingRestorer()
     stage = RestoreStage(restorer, clock=lambda: now[0])  # type: ignore[arg-type]
-    stage.estimate.record(2.0, 1)  # the freak call; the budget is 0.5 s
+    stage.in_time.estimate.record(2.0, 1)  # the freak call; the budget is 0.5 s
     batches = 0
     while restorer.restored == 0 and batches < 1000:
         batch = [decoded(batches)]
         stage.process([d.frame for d in batch], BatchContext(batch, deadline=now[0] + 0.5))
         batches += 1
     assert 0 < restorer.restored and batches < 200
+
+
+def test_a_frame_without_a_timestamp_gets_its_deadline_from_its_arrival():
+    """A regression: frames without a pts were all given presentation time 0, so every
+    frame after the first got the first one's deadline and passed through as late."""
+    timing = LiveTiming(0.4)
+    for i, arrival in enumerate([20.0, 21.0, 22.0]):
+        frame = decoded(i)
+        frame.frame.pts = None
+        object.__setattr__(frame, "arrival", arrival)
+        assert timing.deadline_of(frame) == pytest.approx(arrival + 0.4)
+
+
+def test_restore_in_time_restores_what_fits_for_any_caller_and_learns_the_speed():
+    now = [0.0]
+    in_time = RestoreInTime(clock=lambda: now[0])
+    restorer = CountingRestorer()
+    in_time.warm_up(restorer, 32, 16)
+    assert in_time.estimate.per_frame_s == pytest.approx(0.25)
+    asked = []
+
+    def strengths(n):
+        asked.append(n)
+        return [None] * n
+
+    out = in_time.restore(restorer, ["a", "b", "c"], strengths, deadline=0.6)
+    assert out == [("full", "a"), ("full", "b"), "c"] and asked == [2]
+    assert in_time.late == 1 and restorer.passed_through == 1
+    assert in_time.restore(restorer, ["d"], strengths, deadline=None) == [("full", "d")]

@@ -14,14 +14,14 @@ import pytest
 
 import mediagen as mg
 from streamfix.media.planes import array_to_plane, plane_to_array
-from streamfix.media.reader import DecodedFrame, MediaReader
-from streamfix.media.writer import EncodeConfig, MediaWriter
+from streamfix.media.reader import DecodedFrame, open_input
+from streamfix.media.writer import EncodeConfig, open_output
 
 
 def pass_through(source, target, config: EncodeConfig | None = None, **writer_kw):
     """Copy `source` to `target` frame by frame, the way the pipeline will."""
-    with MediaReader(source) as reader:
-        with MediaWriter(target, reader.video, reader.copy_streams, config or EncodeConfig(preset="ultrafast"),
+    with open_input(source) as reader:
+        with open_output(target, reader.video, reader.copy_streams, config or EncodeConfig(preset="ultrafast"),
                          log=lambda line: None, **writer_kw) as writer:
             for item in reader.items():
                 if isinstance(item, DecodedFrame):
@@ -168,8 +168,8 @@ def test_odd_size_into_h264_keeps_size_as_444(tmp_path):
     """x264 cannot code odd sizes in 4:2:0; the size wins and chroma goes 4:4:4."""
     clip = mg.odd_size(tmp_path / "in.mkv", width=65, height=49)
     notes = []
-    with MediaReader(clip.path) as reader:
-        with MediaWriter(tmp_path / "out.mp4", reader.video, reader.copy_streams,
+    with open_input(clip.path) as reader:
+        with open_output(tmp_path / "out.mp4", reader.video, reader.copy_streams,
                          EncodeConfig(preset="ultrafast"), log=notes.append) as writer:
             for item in reader.items():
                 writer.write_frame(item.frame)
@@ -231,8 +231,8 @@ def test_fresh_frames_with_planes_and_pts_only_keep_everything(tmp_path, make):
     """The writer takes colour, range, rotation and format from VideoInfo, not from the
     frames, because restored frames carry nothing but planes and timestamps."""
     clip = make(tmp_path / "in.mp4")
-    with MediaReader(clip.path) as reader:
-        with MediaWriter(tmp_path / "out.mp4", reader.video, reader.copy_streams,
+    with open_input(clip.path) as reader:
+        with open_output(tmp_path / "out.mp4", reader.video, reader.copy_streams,
                          EncodeConfig(preset="ultrafast"), log=lambda line: None) as writer:
             for item in reader.items():
                 writer.write_frame(fresh_copy(item.frame))
@@ -244,8 +244,8 @@ def test_fresh_frames_with_planes_and_pts_only_keep_everything(tmp_path, make):
 def test_packets_can_outlive_the_reader(tmp_path):
     """The pipeline may close the reader while the writer still has packets queued."""
     clip = mg.h264_with_audio_and_subtitles(tmp_path / "in.mkv")
-    reader = MediaReader(clip.path)
-    writer = MediaWriter(tmp_path / "out.mkv", reader.video, reader.copy_streams,
+    reader = open_input(clip.path)
+    writer = open_output(tmp_path / "out.mkv", reader.video, reader.copy_streams,
                          EncodeConfig(preset="ultrafast"), log=lambda line: None)
     items = list(reader.items())
     reader.close()

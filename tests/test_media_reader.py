@@ -1,4 +1,4 @@
-"""MediaReader: what it reports, what it hands out, and how it refuses bad inputs."""
+"""The readers (open_input): what they report, what they hand out, and how they refuse bad inputs."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import pytest
 
 import mediagen as mg
 from streamfix.core.errors import InputError
-from streamfix.media.reader import DecodedFrame, MediaReader
+from streamfix.media.reader import DecodedFrame, StillReader, VideoReader, open_input
 
 
 def read_all(source, **kw):
     """(reader, frames, packets as (stream type, size, pts)). Packets and streams are
     only valid while their container is open, so they are summarised inside."""
-    with MediaReader(source, **kw) as reader:
+    with open_input(source, **kw) as reader:
         items = list(reader.items())
         packets = [(i.stream.type, i.size, i.pts) for i in items if not isinstance(i, DecodedFrame)]
         reader.copied_types = sorted(s.type for s in reader.copy_streams)
@@ -94,7 +94,7 @@ def test_copied_stream_packets_are_handed_out_in_demux_order(tmp_path):
     assert [p[2] for p in packets if p[0] == "audio"] == src.stream("audio").packet_pts
     assert [p[2] for p in packets if p[0] == "subtitle"] == src.stream("subtitle").packet_pts
     assert all(size > 0 for _, size, _ in packets)
-    with MediaReader(clip.path) as again:
+    with open_input(clip.path) as again:
         kinds = ["video" if isinstance(i, DecodedFrame) else i.stream.type for i in again.items()]
     assert kinds.index("audio") < len(kinds) - kinds[::-1].index("video")  # interleaved, not appended
 
@@ -137,50 +137,66 @@ def test_still_images_are_routed_by_content_not_suffix(tmp_path):
     assert frames[0].jpeg_quality == 30 and frames[0].frame.pts == 0
 
 
+
+def test_each_input_goes_to_its_reader(tmp_path):
+    """The one choice open_input makes: by content, and a forced demuxer always means
+    FFmpeg (a JPEG read with jpeg_pipe is a one-frame MJPEG video)."""
+    still = mg.jpeg_still(tmp_path / "photo.jpg", quality=30)
+    clip = mg.write_clip(tmp_path / "in.mkv", frames=3)
+    with open_input(still) as a, open_input(clip.path) as b, open_input(still, input_format="jpeg_pipe") as c:
+        assert isinstance(a, StillReader) and a.video.is_still
+        assert isinstance(b, VideoReader) and not b.video.is_still
+        assert isinstance(c, VideoReader) and (c.video.codec_name, c.video.is_still) == ("mjpeg", False)
+
+
+def test_a_still_hands_out_its_frame_once(tmp_path):
+    with open_input(mg.jpeg_still(tmp_path / "photo.jpg")) as reader:
+        assert len(list(reader.items())) == 1 and list(reader.items()) == []
+
 # --- inputs that must fail with one clear line ------------------------------------
 
 
 def test_missing_file(tmp_path):
     with pytest.raises(InputError, match="no such file"):
-        MediaReader(tmp_path / "nope.mp4")
+        open_input(tmp_path / "nope.mp4")
 
 
 def test_directory(tmp_path):
     with pytest.raises(InputError, match="is a directory"):
-        MediaReader(tmp_path)
+        open_input(tmp_path)
 
 
 def test_empty_file(tmp_path):
     with pytest.raises(InputError, match="empty"):
-        MediaReader(mg.empty_file(tmp_path / "empty.mp4"))
+        open_input(mg.empty_file(tmp_path / "empty.mp4"))
 
 
 def test_text_named_mp4(tmp_path):
     with pytest.raises(InputError, match="not a media file"):
-        MediaReader(mg.text_named_like_video(tmp_path / "notes.mp4"))
+        open_input(mg.text_named_like_video(tmp_path / "notes.mp4"))
 
 
 def test_audio_only(tmp_path):
     with pytest.raises(InputError, match="no video stream.*audio"):
-        MediaReader(mg.audio_only(tmp_path / "song.m4a"))
+        open_input(mg.audio_only(tmp_path / "song.m4a"))
 
 
 def test_zero_frames(tmp_path):
     with pytest.raises(InputError, match="zero frames"):
-        MediaReader(mg.zero_frames(tmp_path / "zero.mkv"))
+        open_input(mg.zero_frames(tmp_path / "zero.mkv"))
 
 
 def test_truncated_mp4_cannot_open(tmp_path):
     clip = mg.h264_with_audio_and_subtitles(tmp_path / "in.mp4")
     cut = mg.truncated_copy(clip.path, tmp_path / "cut.mp4", keep=0.6)
     with pytest.raises(InputError, match="truncated or corrupt"):
-        MediaReader(cut)
+        open_input(cut)
 
 
 def test_truncated_mkv_decodes_what_is_there_and_says_so(tmp_path):
     clip = mg.h264_with_audio_and_subtitles(tmp_path / "in.mkv", frames=24)
     cut = mg.truncated_copy(clip.path, tmp_path / "cut.mkv", keep=0.6)
-    with MediaReader(cut) as reader:
+    with open_input(cut) as reader:
         frames = [item for item in reader.items() if isinstance(item, DecodedFrame)]
         reason = reader.end_reason
     assert 3 <= len(frames) < 24
@@ -205,7 +221,7 @@ def test_corrupt_middle_names_the_frame_reached(tmp_path):
     much of the declared video is missing instead of ending as if the file were whole."""
     clip = mg.write_clip(tmp_path / "in.mkv", frames=24, width=96, height=64, codec="ffv1")
     broken = _overwrite_packet(clip.path, tmp_path / "broken.mkv", 12)
-    with MediaReader(broken) as reader:
+    with open_input(broken) as reader:
         frames = [item for item in reader.items() if isinstance(item, DecodedFrame)]
         reason = reader.end_reason
     assert len(frames) == 12
@@ -222,7 +238,7 @@ def test_corrupt_middle_names_the_frame_reached(tmp_path):
 ])
 def test_whole_files_are_not_reported_short(tmp_path, name, kwargs):
     clip = mg.write_clip(tmp_path / name, frames=24, **kwargs)
-    with MediaReader(clip.path) as reader:
+    with open_input(clip.path) as reader:
         frames = [item for item in reader.items() if isinstance(item, DecodedFrame)]
         assert reader.end_reason is None
     assert len(frames) == len(clip.frame_pts)
@@ -232,7 +248,7 @@ def test_resolution_change_is_refused_with_frame_and_sizes(tmp_path):
     clip = mg.resolution_change(tmp_path / "in.ts", first=(64, 48), second=(80, 64), frames_each=6)
     seen = []
     with pytest.raises(InputError, match="at frame 6, from 64x48 to 80x64"):
-        with MediaReader(clip.path) as reader:
+        with open_input(clip.path) as reader:
             for item in reader.items():
                 seen.append(item)
     assert len(seen) == 6
@@ -240,7 +256,7 @@ def test_resolution_change_is_refused_with_frame_and_sizes(tmp_path):
 
 def test_unreachable_url(tmp_path):
     with pytest.raises(InputError, match="cannot open the stream"):
-        MediaReader("http://127.0.0.1:9/stream.ts")
+        open_input("http://127.0.0.1:9/stream.ts")
 
 
 def test_errors_are_one_line(tmp_path):
@@ -248,7 +264,7 @@ def test_errors_are_one_line(tmp_path):
              mg.audio_only(tmp_path / "a.m4a")]
     for case in cases:
         with pytest.raises(InputError) as failure:
-            MediaReader(case)
+            open_input(case)
         assert "\n" not in str(failure.value) and str(case) in str(failure.value)
 
 

@@ -11,20 +11,20 @@ from streamfix.core.errors import InputError, OutputError
 from streamfix.core.jpeg import jpeg_quality_of_file
 from streamfix.media import stills
 from streamfix.media.planes import plane_to_array
-from streamfix.media.reader import DecodedFrame, MediaReader
-from streamfix.media.writer import EncodeConfig, MediaWriter
+from streamfix.media.reader import DecodedFrame, open_input
+from streamfix.media.writer import EncodeConfig, StillWriter, VideoWriter, open_output
 
 
 def read_still(path):
-    with MediaReader(path) as reader:
+    with open_input(path) as reader:
         items = list(reader.items())
     assert len(items) == 1 and isinstance(items[0], DecodedFrame)
     return reader.video, items[0]
 
 
 def write_through(source, target, config: EncodeConfig | None = None):
-    with MediaReader(source) as reader:
-        with MediaWriter(target, reader.video, reader.copy_streams, config or EncodeConfig(),
+    with open_input(source) as reader:
+        with open_output(target, reader.video, reader.copy_streams, config or EncodeConfig(),
                          log=lambda line: None) as writer:
             for item in reader.items():
                 writer.write_frame(item.frame)
@@ -118,10 +118,37 @@ def test_exif_orientation_survives(tmp_path):
 
 def test_video_into_an_image_is_refused_before_work(tmp_path):
     clip = mg.write_clip(tmp_path / "in.mp4", frames=4)
-    with MediaReader(clip.path) as reader:
+    with open_input(clip.path) as reader:
         with pytest.raises(OutputError, match="holds one frame"):
-            MediaWriter(tmp_path / "out.png", reader.video, [], EncodeConfig())
+            open_output(tmp_path / "out.png", reader.video, [], EncodeConfig())
 
+
+
+def test_each_output_goes_to_its_writer(tmp_path):
+    """The one choice open_output makes: an image suffix means PIL, unless a container
+    format is named for the file."""
+    with open_input(mg.jpeg_still(tmp_path / "in.jpg", mode="RGB")) as reader:
+        (item,) = reader.items()
+        image = open_output(tmp_path / "out.png", reader.video, [], log=lambda line: None)
+        video = open_output(tmp_path / "mkv.png", reader.video, [], EncodeConfig(codec="ffv1", crf=None),
+                            container_format="matroska", log=lambda line: None)
+        for writer in (image, video):
+            writer.write_frame(item.frame)
+            writer.finish()
+    assert isinstance(image, StillWriter) and isinstance(video, VideoWriter)
+    with Image.open(tmp_path / "out.png") as written:
+        assert written.format == "PNG"
+    assert len(mg.probe(tmp_path / "mkv.png").frame_pts) == 1
+
+
+def test_finishing_an_image_without_a_frame_says_so(tmp_path):
+    """Bug: finishing a still-image output before any frame was written crashed with
+    an AttributeError (the missing frame went on to PIL) instead of one clear line."""
+    with open_input(mg.jpeg_still(tmp_path / "in.jpg")) as reader:
+        writer = open_output(tmp_path / "out.png", reader.video, [], log=lambda line: None)
+        with pytest.raises(OutputError, match="no frame was written$"):
+            writer.finish()
+    assert not (tmp_path / "out.png").exists() and not (tmp_path / "out.partial.png").exists()
 
 def test_still_into_a_video_gives_one_frame(tmp_path):
     source = mg.jpeg_still(tmp_path / "in.jpg", quality=20, mode="RGB")
@@ -143,7 +170,7 @@ def test_multi_frame_gif_goes_through_ffmpeg_as_video(tmp_path):
     path = tmp_path / "anim.gif"
     frames = [Image.fromarray(mg.still_pixels(mode="RGB")).rotate(90 * i) for i in range(3)]
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=100)
-    with MediaReader(path) as reader:
+    with open_input(path) as reader:
         count = sum(isinstance(i, DecodedFrame) for i in reader.items())
     assert not reader.video.is_still and count == 3
 
@@ -152,4 +179,4 @@ def test_truncated_jpeg_is_an_input_error(tmp_path):
     source = mg.jpeg_still(tmp_path / "in.jpg", quality=50, mode="RGB", width=160, height=120)
     cut = mg.truncated_copy(source, tmp_path / "cut.jpg", keep=0.5)
     with pytest.raises(InputError, match="truncated or corrupt"):
-        MediaReader(cut)
+        open_input(cut)

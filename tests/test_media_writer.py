@@ -1,4 +1,4 @@
-"""MediaWriter: config, early refusals, the partial file, finish/abort, stream copy rules."""
+"""The writers (open_output): config, early refusals, the partial file, finish/abort, stream copy rules."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import mediagen as mg
 from streamfix.core.yaml_config import ConfigError, from_dict
 from streamfix.core.errors import OptionError, OutputError
-from streamfix.media.reader import DecodedFrame, MediaReader
-from streamfix.media.writer import (EncodeConfig, MediaWriter, check_writable, choose_pix_fmt,
+from streamfix.media.reader import DecodedFrame, InputReader, open_input
+from streamfix.media.writer import (EncodeConfig, OutputWriter, check_writable, choose_pix_fmt, open_output,
                                     parse_bitrate, partial_path)
 
 FAST = EncodeConfig(preset="ultrafast")
@@ -19,7 +19,7 @@ def quiet(line: str) -> None:
     pass
 
 
-def copy_frames(reader: MediaReader, writer: MediaWriter, limit: int | None = None) -> None:
+def copy_frames(reader: InputReader, writer: OutputWriter, limit: int | None = None) -> None:
     for item in reader.items():
         if isinstance(item, DecodedFrame):
             if limit is not None and item.index >= limit:
@@ -32,9 +32,14 @@ def copy_frames(reader: MediaReader, writer: MediaWriter, limit: int | None = No
 # --- config ------------------------------------------------------------------------
 
 
-def test_config_defaults_are_high_quality_x264():
+def test_config_defaults_are_x264_with_the_quality_taken_from_the_input():
+    """CRF "auto": the output plan (pipeline/output_plan.py) picks it from the input's
+    quantizer; FALLBACK_CRF is what an input without one gets."""
+    from streamfix.media.encoding import FALLBACK_CRF
+
     config = EncodeConfig()
-    assert (config.codec, config.crf, config.preset, config.pix_fmt) == ("libx264", 16, "medium", None)
+    assert (config.codec, config.crf, config.preset, config.pix_fmt) == ("libx264", "auto", "medium", None)
+    assert FALLBACK_CRF == 16
 
 
 def test_config_loads_strictly_from_yaml_data():
@@ -85,11 +90,11 @@ def test_unknown_container_format_is_refused(tmp_path):
 
 def test_bad_encoder_fails_before_any_frame_and_leaves_nothing(tmp_path):
     clip = mg.write_clip(tmp_path / "in.mp4")
-    with MediaReader(clip.path) as reader:
+    with open_input(clip.path) as reader:
         with pytest.raises(OutputError, match="encoder"):
-            MediaWriter(tmp_path / "out.mp4", reader.video, [], EncodeConfig(codec="no-such-codec"), log=quiet)
+            open_output(tmp_path / "out.mp4", reader.video, [], EncodeConfig(codec="no-such-codec"), log=quiet)
         with pytest.raises(OutputError, match="cannot start"):
-            MediaWriter(tmp_path / "out.mp4", reader.video, [],
+            open_output(tmp_path / "out.mp4", reader.video, [],
                         EncodeConfig(options={"profile": "no-such-profile"}), log=quiet)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
 
@@ -104,8 +109,8 @@ def test_partial_name():
 def test_output_is_partial_until_finish(tmp_path):
     clip = mg.write_clip(tmp_path / "in.mp4", frames=6)
     target = tmp_path / "out.mp4"
-    with MediaReader(clip.path) as reader:
-        writer = MediaWriter(target, reader.video, reader.copy_streams, FAST, log=quiet)
+    with open_input(clip.path) as reader:
+        writer = open_output(target, reader.video, reader.copy_streams, FAST, log=quiet)
         copy_frames(reader, writer)
         assert partial_path(target).exists() and not target.exists()
         assert writer.finish() == target
@@ -116,8 +121,8 @@ def test_output_is_partial_until_finish(tmp_path):
 def test_abort_leaves_a_playable_partial_file(tmp_path):
     clip = mg.write_clip(tmp_path / "in.mkv", frames=12)
     target = tmp_path / "out.mkv"
-    with MediaReader(clip.path) as reader:
-        writer = MediaWriter(target, reader.video, reader.copy_streams, FAST, log=quiet)
+    with open_input(clip.path) as reader:
+        writer = open_output(target, reader.video, reader.copy_streams, FAST, log=quiet)
         copy_frames(reader, writer, limit=5)
         left = writer.abort()
     assert left == partial_path(target) and not target.exists()
@@ -127,9 +132,9 @@ def test_abort_leaves_a_playable_partial_file(tmp_path):
 def test_error_inside_with_block_aborts(tmp_path):
     clip = mg.h264_with_audio_and_subtitles(tmp_path / "in.mp4")
     target = tmp_path / "out.mp4"
-    with MediaReader(clip.path) as reader:
+    with open_input(clip.path) as reader:
         with pytest.raises(RuntimeError, match="restore failed"):
-            with MediaWriter(target, reader.video, reader.copy_streams, FAST, log=quiet) as writer:
+            with open_output(target, reader.video, reader.copy_streams, FAST, log=quiet) as writer:
                 for item in reader.items():
                     if isinstance(item, DecodedFrame):
                         if item.index == 4:
@@ -143,16 +148,16 @@ def test_error_inside_with_block_aborts(tmp_path):
 
 def test_leaving_with_block_normally_finishes(tmp_path):
     clip = mg.write_clip(tmp_path / "in.mp4", frames=3)
-    with MediaReader(clip.path) as reader:
-        with MediaWriter(tmp_path / "out.mp4", reader.video, [], FAST, log=quiet) as writer:
+    with open_input(clip.path) as reader:
+        with open_output(tmp_path / "out.mp4", reader.video, [], FAST, log=quiet) as writer:
             copy_frames(reader, writer)
     assert (tmp_path / "out.mp4").exists()
 
 
 def test_finish_without_frames_is_an_error(tmp_path):
     clip = mg.write_clip(tmp_path / "in.mp4", frames=3)
-    with MediaReader(clip.path) as reader:
-        writer = MediaWriter(tmp_path / "out.mp4", reader.video, [], FAST, log=quiet)
+    with open_input(clip.path) as reader:
+        writer = open_output(tmp_path / "out.mp4", reader.video, [], FAST, log=quiet)
         with pytest.raises(OutputError, match="no frame was written"):
             writer.finish()
     assert not (tmp_path / "out.mp4").exists()
@@ -163,8 +168,8 @@ def test_finish_without_frames_is_an_error(tmp_path):
 
 def test_frames_must_match_size_and_carry_increasing_pts(tmp_path):
     clip = mg.write_clip(tmp_path / "in.mp4", frames=3)
-    with MediaReader(clip.path) as reader:
-        writer = MediaWriter(tmp_path / "out.mp4", reader.video, [], FAST, log=quiet)
+    with open_input(clip.path) as reader:
+        writer = open_output(tmp_path / "out.mp4", reader.video, [], FAST, log=quiet)
         with pytest.raises(ValueError, match="80x48"):
             writer.write_frame(mg.make_frame(0, 80, 48, "yuv420p"))
         bare = av.VideoFrame(64, 48, "yuv420p")
@@ -187,7 +192,7 @@ def test_crf_and_bitrate_reach_the_encoder(tmp_path):
                          "crf45": EncodeConfig(crf=45, preset="ultrafast"),
                          "100k": EncodeConfig(bitrate="100k", preset="ultrafast")}.items():
         target = tmp_path / f"{name}.mp4"
-        with MediaReader(clip.path) as reader, MediaWriter(target, reader.video, [], config, log=quiet) as w:
+        with open_input(clip.path) as reader, open_output(target, reader.video, [], config, log=quiet) as w:
             copy_frames(reader, w)
         sizes[name] = target.stat().st_size
     assert sizes["crf10"] > 2 * sizes["crf45"]
@@ -199,8 +204,8 @@ def test_codecs_without_crf_get_no_crf(tmp_path):
     clip = mg.write_clip(tmp_path / "in.mp4", frames=3)
     for codec, suffix in (("ffv1", ".mkv"), ("mpeg4", ".avi")):
         target = tmp_path / f"out{suffix}"
-        with MediaReader(clip.path) as reader, \
-                MediaWriter(target, reader.video, [], EncodeConfig(codec=codec), log=quiet) as w:
+        with open_input(clip.path) as reader, \
+                open_output(target, reader.video, [], EncodeConfig(codec=codec), log=quiet) as w:
             copy_frames(reader, w)
         assert mg.probe(target).stream("video").codec == codec
 
@@ -208,12 +213,12 @@ def test_codecs_without_crf_get_no_crf(tmp_path):
 def test_pix_fmt_override_and_fallback(tmp_path):
     clip = mg.ten_bit(tmp_path / "in.mp4", frames=3)
     notes = []
-    with MediaReader(clip.path) as reader, MediaWriter(
+    with open_input(clip.path) as reader, open_output(
             tmp_path / "eight.mp4", reader.video, [], EncodeConfig(pix_fmt="yuv420p", preset="ultrafast"),
             log=notes.append) as w:
         copy_frames(reader, w)
     assert mg.probe(tmp_path / "eight.mp4").pix_fmt == "yuv420p" and not notes
-    with MediaReader(clip.path) as reader, MediaWriter(
+    with open_input(clip.path) as reader, open_output(
             tmp_path / "mpeg4.avi", reader.video, [], EncodeConfig(codec="mpeg4"), log=notes.append) as w:
         copy_frames(reader, w)
     assert mg.probe(tmp_path / "mpeg4.avi").pix_fmt == "yuv420p"
@@ -238,11 +243,11 @@ def test_choose_pix_fmt(codec, wanted, size, expected):
 
 def test_uncopyable_stream_is_refused_up_front(tmp_path):
     clip = mg.h264_with_audio_and_subtitles(tmp_path / "in.mp4")
-    with MediaReader(clip.path) as reader:
+    with open_input(clip.path) as reader:
         with pytest.raises(OutputError, match="subtitle stream #2 \\(mov_text\\).*matroska"):
-            MediaWriter(tmp_path / "out.mkv", reader.video, reader.copy_streams, FAST, log=quiet)
+            open_output(tmp_path / "out.mkv", reader.video, reader.copy_streams, FAST, log=quiet)
         with pytest.raises(OutputError, match="mov_text.*mpegts"):
-            MediaWriter(tmp_path / "out.ts", reader.video, reader.copy_streams, FAST, log=quiet)
+            open_output(tmp_path / "out.ts", reader.video, reader.copy_streams, FAST, log=quiet)
     assert not list(tmp_path.glob("out*"))
 
 
@@ -250,8 +255,8 @@ def test_uncopyable_stream_dropped_when_allowed_and_said(tmp_path):
     clip = mg.h264_with_audio_and_subtitles(tmp_path / "in.mp4")
     notes = []
     config = EncodeConfig(preset="ultrafast", drop_uncopyable=True)
-    with MediaReader(clip.path) as reader:
-        with MediaWriter(tmp_path / "out.mkv", reader.video, reader.copy_streams, config, log=notes.append) as w:
+    with open_input(clip.path) as reader:
+        with open_output(tmp_path / "out.mkv", reader.video, reader.copy_streams, config, log=notes.append) as w:
             copy_frames(reader, w)
     assert any("mov_text" in n and "dropped" in n for n in notes)
     dst = mg.probe(tmp_path / "out.mkv")
@@ -262,16 +267,16 @@ def test_uncopyable_stream_dropped_when_allowed_and_said(tmp_path):
 def test_writer_refuses_to_overwrite_its_input(tmp_path):
     clip = mg.write_clip(tmp_path / "in.mp4", frames=3)
     before = clip.path.read_bytes()
-    with MediaReader(clip.path) as reader:
+    with open_input(clip.path) as reader:
         with pytest.raises(OutputError, match="is the input file itself"):
-            MediaWriter(clip.path, reader.video, [], FAST, source=clip.path, log=quiet)
+            open_output(clip.path, reader.video, [], FAST, source=clip.path, log=quiet)
     assert clip.path.read_bytes() == before
 
 
 def test_yaml_option_values_become_strings(tmp_path):
     clip = mg.write_clip(tmp_path / "in.mp4", frames=3)
     config = from_dict(EncodeConfig, {"codec": "ffv1", "crf": None, "options": {"slices": 4}}, "encode")
-    with MediaReader(clip.path) as reader, MediaWriter(tmp_path / "out.mkv", reader.video, [], config, log=quiet) as w:
+    with open_input(clip.path) as reader, open_output(tmp_path / "out.mkv", reader.video, [], config, log=quiet) as w:
         copy_frames(reader, w)
     assert len(mg.probe(tmp_path / "out.mkv").frame_pts) == 3
 
@@ -279,7 +284,7 @@ def test_yaml_option_values_become_strings(tmp_path):
 def test_source_frame_types_do_not_force_the_output_gop(tmp_path):
     """Decoded frames remember I/P/B; x264 would obey them and copy the source's GOP."""
     clip = mg.write_clip(tmp_path / "in.mkv", frames=12, encoder_options={"g": "3", "bf": "0"})
-    with MediaReader(clip.path) as reader, MediaWriter(tmp_path / "out.mkv", reader.video, [], FAST, log=quiet) as w:
+    with open_input(clip.path) as reader, open_output(tmp_path / "out.mkv", reader.video, [], FAST, log=quiet) as w:
         copy_frames(reader, w)
     keyframes = []
     for path in (clip.path, tmp_path / "out.mkv"):

@@ -13,7 +13,10 @@ import numpy as np
 import pytest
 
 import mediagen as mg
-from streamfix.serve.multistream import SharedEngine, _Request, run_streams
+from streamfix.core.threads import WorkerError
+from streamfix.engines.shared import SharedEngine, _Request
+from streamfix.engines.wrapper import EngineWrapper
+from streamfix.serve.streams import run_streams
 from streamfix.pipeline.pipeline import Pipeline
 from test_pipeline import BLOCKY, LOSSLESS
 
@@ -94,6 +97,33 @@ def test_an_engine_failure_reaches_every_waiting_stream():
 
     with SharedEngine(Broken(), Info()) as shared, pytest.raises(MemoryError, match="GPU memory"):
         shared.infer(np.zeros((1, 2, 4, 4), np.float32))
+
+
+def test_a_scheduler_failure_reaches_the_waiting_caller_with_where_it_happened(monkeypatch):
+    shared = SharedEngine(RecordingEngine(), Info())
+
+    def broken(self):
+        raise KeyError("scheduler bug")
+
+    monkeypatch.setattr(SharedEngine, "_next_requests", broken)
+    with shared, pytest.raises(WorkerError, match="stage 'shared-engine' failed: KeyError"):
+        shared.infer(np.zeros((1, 2, 4, 4), np.float32))
+
+
+def test_the_shared_engine_refuses_calls_outside_its_with_block():
+    shared = SharedEngine(RecordingEngine(), Info())
+    with pytest.raises(RuntimeError, match="not running"):
+        shared.infer(np.zeros((1, 2, 4, 4), np.float32))
+    with shared:
+        shared.infer(np.zeros((1, 2, 4, 4), np.float32))
+    with pytest.raises(RuntimeError, match="not running"):
+        shared.infer(np.zeros((1, 2, 4, 4), np.float32))
+
+
+def test_a_shared_engine_describes_the_engine_it_shares():
+    shared = SharedEngine(RecordingEngine(), Info(), max_batch=4)
+    assert (shared.name, shared.device, shared.info.name) == ("fake", "cpu", "fake-model")
+    assert shared.stats()["engine"] == "fake" and isinstance(shared, EngineWrapper)
 
 
 def _shared_vs_alone(tmp_path, config, clips, attempt):

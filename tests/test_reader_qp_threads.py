@@ -8,15 +8,15 @@ import av
 
 import mediagen as mg
 from streamfix.media.qp import EXPORT_QP_OPTIONS, frame_qp_map
-from streamfix.media.reader import DecodedFrame, MediaReader
+from streamfix.media.reader import DecodedFrame, open_input
 
 
 def _reader_qp_maps(path) -> list[bytes]:
-    """QP maps as the pipeline reads them: MediaReader on a thread of its own."""
+    """QP maps as the pipeline reads them: the reader on a thread of its own."""
     found: list[bytes] = []
 
     def consume() -> None:
-        with MediaReader(path) as reader:
+        with open_input(path) as reader:
             found.extend(item.qp_map.tobytes() for item in reader.items() if isinstance(item, DecodedFrame))
 
     thread = threading.Thread(target=consume)

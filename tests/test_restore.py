@@ -12,7 +12,8 @@ from mediagen import make_frame, write_clip
 from streamfix.engines.select import engine_config
 from streamfix.media.planes import plane_to_array
 from streamfix.media.reader import DecodedFrame, MediaReader
-from streamfix.restore.restorer import JPEG_MODEL, VIDEO_MODEL, Restorer, choose_model, split_frame
+from streamfix.restore.frame_planes import split_frame
+from streamfix.restore.restorer import JPEG_MODEL, VIDEO_MODEL, Restorer, choose_model
 
 COLOUR = {"color_range": 1, "colorspace": 1, "color_primaries": 1, "color_trc": 1}
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import av
+
 import mediagen as mg
 from segtools import lossless  # noqa: F401 - a fixture
 from segtools import BLOCKY_GOPS, InProcess, assert_same_output, segmented, single_pass
 from streamfix.fleet.jobs import run_in_pieces
-from streamfix.segments.job import restore_in_pieces
+from streamfix.segments.job import SegmentedFile, restore_in_pieces
 
 
 
@@ -64,3 +66,25 @@ def test_a_file_with_one_keyframe_is_one_piece(tmp_path, lossless):
     assert result.pieces == 1 and len(executor.ran) == 1
     assert any("one piece" in line for line in lines)
     assert_same_output(tmp_path / "out.mkv", tmp_path / "single.mkv")
+
+
+def test_the_output_plan_is_made_once_for_the_whole_input(tmp_path, cpu_config):
+    """Default encoder (CRF "auto"): a clean input is copied whole, as a single pass
+    copies it, instead of each piece deciding for itself; a blocky one is cut and every
+    piece is encoded at the one CRF the whole input's quantizer gives."""
+    clean = mg.write_clip(tmp_path / "clean.mkv", frames=24, encoder_options={"crf": "12", "g": "6"})
+    executor = InProcess()
+    restore_in_pieces(clean.path, tmp_path / "clean-out.mkv", segmented(cpu_config, 0.1), executor,
+                      log=lambda m: None)
+    assert len(executor.ran) == 1, "nothing to restore: one task, copied"
+    with av.open(str(clean.path)) as a, av.open(str(tmp_path / "clean-out.mkv")) as b:
+        original = [bytes(p) for p in a.demux(a.streams.video[0]) if p.size]
+        copied = [bytes(p) for p in b.demux(b.streams.video[0]) if p.size]
+    assert copied == original
+
+    blocky = mg.write_clip(tmp_path / "blocky.mkv", frames=24, encoder_options=BLOCKY_GOPS)
+    job = SegmentedFile(blocky.path, tmp_path / "blocky-out.mkv", segmented(cpu_config, 0.2), log=lambda m: None)
+    assert len(job.plan()) > 1
+    assert isinstance(job.config.encode.crf, int), "pieces get the whole input's CRF, not 'auto'"
+    assert all(task.config.encode.crf == job.config.encode.crf for task in job.tasks())
+    job.close()

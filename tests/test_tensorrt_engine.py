@@ -38,9 +38,12 @@ def test_cpu_device_is_refused():
     assert device_index("cuda:3") == 3 and device_index("auto") == 0
 
 
-def test_missing_tensorrt_package(monkeypatch):
+def test_missing_tensorrt_package_names_the_extra_for_the_driver(monkeypatch):
+    from streamfix.engines import cuda_driver
+
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    assert _one_line_reason() == "the tensorrt package is not installed: pip install 'streamfix[tensorrt]'"
+    monkeypatch.setattr(cuda_driver, "driver_cuda_version", lambda: (12, 8))
+    assert _one_line_reason() == 'the tensorrt package is not installed: pip install "streamfix[tensorrt-cu12]"'
 
 
 def _fake_trt(monkeypatch, version: str) -> None:
@@ -104,7 +107,6 @@ def test_no_gpu_and_wrong_index(monkeypatch):
     assert _one_line_reason() == "no CUDA GPU found"
     _fake_driver(monkeypatch, count=1)
     assert _one_line_reason(TensorRTConfig(device="cuda:2")) == "there is no CUDA device 2 (found 1)"
-    check_available(TensorRTConfig(device="cuda:0"))  # everything present: no reason
 
 
 def test_opening_the_engine_without_tensorrt_says_why():

@@ -1,305 +1,32 @@
 """TensorRTEngine end to end on a simulated GPU: streamfix's own glue, not TensorRT.
 
-No GPU or TensorRT here, so stand-ins replace the two external modules: a `tensorrt`
-whose "engine" is the ONNX graph it was built from (executed by ONNX Runtime when
-`execute_async_v3` runs), and a `pycuda.driver` whose device memory is host memory
-addressed by integers. They follow the documented call signatures of TensorRT 10/11
-and pycuda, and record what they are asked. What this checks: the build -> FP16 gate
+No GPU or TensorRT here, so stand-ins (tests/trt_standins.py) replace `tensorrt`,
+`pycuda.driver` and libcuda: a `tensorrt` whose "engine" is the ONNX graph it was
+built from (executed by ONNX Runtime when `execute_async_v3` runs), and a
+`pycuda.driver` whose device memory is host memory addressed by integers and whose
+contexts follow pycuda's own rules. What this checks: the build -> FP16 gate
 -> cache -> load -> run path through every streamfix module, the gate's ladder on
 real graph variants, page-locked slots and tickets, the cache on a second open, the
 rebuild of an engine TensorRT refuses, and the progress lines. The real thing is
 tests/test_tensorrt_gpu.py, run on a GPU by benchmarks/run_gpu_checks.sh.
 """
 
-import enum
-import itertools
 import json
 import sys
-import time
-import types
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
-from streamfix.engines import trt_build
+import trt_standins
+from trt_standins import SIM, context_balanced, stand_in_tensorrt
 from streamfix.engines.fp16_gate import output_psnr, reference_output, sample_frames
 from streamfix.engines.tensorrt_engine import TensorRTConfig, TensorRTEngine
 from streamfix.core.weights import load_model
 
-MAGIC = b"SIMULATED-ENGINE\n"
-
-
-# -- a stand-in tensorrt module -----------------------------------------------------------
-class _Severity(enum.Enum):
-    INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
-
-
-class _ILogger:
-    Severity = _Severity
-
-    def __init__(self):
-        pass
-
-
-class _ProgressMonitor:
-    def __init__(self):
-        pass
-
-
-class _TimingCache:
-    def __init__(self, data):
-        self.data = bytes(data)
-
-    def serialize(self):
-        return self.data + b"+timed"
-
-
-class _Profile:
-    def set_shape(self, name, lo, opt, hi):
-        self.shapes = (name, tuple(lo), tuple(opt), tuple(hi))
-
-
-class _BuilderConfig:
-    def __init__(self, log):
-        self.log, self.progress_monitor, self.builder_optimization_level = log, None, None
-        self.profiles, self.cleared = [], []
-
-    def set_memory_pool_limit(self, pool, size):
-        self.workspace = size
-
-    def clear_flag(self, flag):
-        self.cleared.append(flag)
-
-    def add_optimization_profile(self, profile):
-        self.profiles.append(profile)
-        return len(self.profiles) - 1
-
-    def create_timing_cache(self, data):
-        return _TimingCache(data)
-
-    def set_timing_cache(self, cache, ignore_mismatch):
-        self.timing = cache
-        return True
-
-    def get_timing_cache(self):
-        return self.timing
-
-
-class _Network:
-    def __init__(self, flags):
-        self.flags, self.onnx = flags, None
-
-    def get_input(self, i):
-        return types.SimpleNamespace(name="input")
-
-
-class _Builder:
-    def __init__(self, logger):
-        self.logger = logger
-
-    def create_network(self, flags):
-        SIM.log.append(("network flags", flags))
-        return _Network(flags)
-
-    def create_builder_config(self):
-        return _BuilderConfig(SIM.log)
-
-    def create_optimization_profile(self):
-        return _Profile()
-
-    def build_serialized_network(self, network, config):
-        monitor = config.progress_monitor
-        steps = 500 if SIM.slow_build else 2  # slow: 5 s unless cancelled
-        monitor.phase_start("Building engine", None, steps)
-        for step in range(steps):
-            if not monitor.step_complete("Building engine", step):
-                return None
-            if SIM.slow_build:
-                time.sleep(0.01)
-        monitor.phase_finish("Building engine")
-        (profile,) = config.profiles
-        SIM.log.append(("build", profile.shapes, config.builder_optimization_level))
-        header = json.dumps({"profile": profile.shapes[1:]}).encode()
-        return MAGIC + header + b"\n" + network.onnx
-
-
-class _Parser:
-    num_errors = 0
-
-    def __init__(self, network, logger):
-        self.network = network
-
-    def parse(self, data):
-        self.network.onnx = bytes(data)
-        return True
-
-
-class _Context:
-    def __init__(self, engine):
-        self.engine, self.addresses, self.shape = engine, {}, None
-
-    def set_input_shape(self, name, shape):
-        self.shape = tuple(shape)
-        return True
-
-    def get_tensor_shape(self, name):
-        return (self.shape[0], 1, *self.shape[2:])
-
-    def set_tensor_address(self, name, pointer):
-        self.addresses[name] = pointer
-        return True
-
-    def execute_async_v3(self, stream):
-        n = int(np.prod(self.shape))
-        x = DEVICE_MEMORY[self.addresses["input"]][: n * 4].view(np.float32).reshape(self.shape)
-        y = self.engine.session.run(None, {"input": x.copy()})[0]
-        DEVICE_MEMORY[self.addresses["output"]][: y.nbytes] = y.reshape(-1).view(np.uint8)
-        SIM.log.append(("execute", self.shape, stream))
-        return True
-
-
-class _Engine:
-    num_io_tensors = 2
-    device_memory_size_v2 = 1 << 20
-
-    def __init__(self, data):
-        header, graph = data[len(MAGIC):].split(b"\n", 1)
-        self.profile = json.loads(header)["profile"]
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.log_severity_level = 1, 3
-        self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-
-    def get_tensor_name(self, i):
-        return ("input", "output")[i]
-
-    def get_tensor_mode(self, name):
-        return name
-
-    def get_tensor_dtype(self, name):
-        return "float32"
-
-    def get_tensor_profile_shape(self, name, index):
-        return self.profile
-
-    def create_execution_context(self):
-        return _Context(self)
-
-
-class _Runtime:
-    def __init__(self, logger):
-        pass
-
-    def deserialize_cuda_engine(self, data):
-        return _Engine(bytes(data)) if bytes(data).startswith(MAGIC) else None
-
-
-def _stand_in_tensorrt(version: str) -> types.ModuleType:
-    trt = types.ModuleType("tensorrt")
-    trt.__version__ = version
-    trt.ILogger, trt.IProgressMonitor, trt.Builder, trt.OnnxParser, trt.Runtime = (
-        _ILogger, _ProgressMonitor, _Builder, _Parser, _Runtime)
-    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=1)
-    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE=0)
-    trt.BuilderFlag = types.SimpleNamespace(TF32="TF32")
-    trt.TensorIOMode = types.SimpleNamespace(INPUT="input", OUTPUT="output")
-    trt.nptype = np.dtype
-    return trt
-
-
-# -- a stand-in pycuda.driver: device memory is host memory behind integer addresses -----
-DEVICE_MEMORY: dict[int, np.ndarray] = {}
-_ADDRESSES = itertools.count(0x10000, 0x10000)
-
-
-class _DeviceAllocation:
-    def __init__(self, nbytes):
-        self.address = next(_ADDRESSES)
-        DEVICE_MEMORY[self.address] = np.zeros(nbytes, np.uint8)
-
-    def __int__(self):
-        return self.address
-
-    def free(self):
-        SIM.log.append(("free device", DEVICE_MEMORY.pop(self.address).nbytes))
-
-
-class _HostAllocation:
-    def __init__(self, count, dtype):
-        self.raw = np.zeros(count, dtype)
-        self.__array_interface__ = self.raw.__array_interface__
-
-    def free(self):
-        SIM.log.append(("free host", self.raw.nbytes))
-
-
-def _stand_in_pycuda() -> types.ModuleType:
-    cuda = types.ModuleType("pycuda.driver")
-
-    class Error(Exception):
-        pass
-
-    class Device:
-        def __init__(self, index):
-            self.index = index
-
-        count = staticmethod(lambda: 1)
-        compute_capability = lambda self: (9, 0)  # noqa: E731
-        name = lambda self: "Simulated GPU"  # noqa: E731
-        total_memory = lambda self: 80 << 30  # noqa: E731
-
-        def retain_primary_context(self):
-            return types.SimpleNamespace(push=lambda: SIM.depth.append(1),
-                                         detach=lambda: SIM.log.append(("detach",)))
-
-    class Stream:
-        handle = 42
-
-        def wait_for_event(self, event):
-            pass
-
-        def synchronize(self):
-            pass
-
-    class Event:
-        def record(self, stream=None):
-            pass
-
-        def synchronize(self):
-            pass
-
-    def htod(dest, src, stream=None):
-        DEVICE_MEMORY[int(dest)][: src.nbytes] = np.ascontiguousarray(src).reshape(-1).view(np.uint8)
-
-    def dtoh(dest, src, stream=None):
-        dest.reshape(-1).view(np.uint8)[:] = DEVICE_MEMORY[int(src)][: dest.nbytes]
-
-    cuda.Error, cuda.Device, cuda.Stream, cuda.Event = Error, Device, Stream, Event
-    cuda.Context = types.SimpleNamespace(pop=lambda: SIM.depth.pop())
-    cuda.init = lambda: None
-    cuda.mem_alloc = _DeviceAllocation
-    cuda.pagelocked_empty = lambda count, dtype: np.asarray(_HostAllocation(count, dtype))
-    cuda.memcpy_htod_async, cuda.memcpy_dtoh_async = htod, dtoh
-    cuda.mem_get_info = lambda: (70 << 30, 80 << 30)
-    return cuda
-
-
-SIM = types.SimpleNamespace(log=[], depth=[], slow_build=False)
-
 
 @pytest.fixture
 def simulated_gpu(monkeypatch):
-    SIM.log.clear()
-    SIM.depth.clear()
-    SIM.slow_build = False
-    cuda = _stand_in_pycuda()
-    package = types.ModuleType("pycuda")
-    package.driver = cuda
-    monkeypatch.setitem(sys.modules, "pycuda", package)
-    monkeypatch.setitem(sys.modules, "pycuda.driver", cuda)
-    monkeypatch.setitem(sys.modules, "tensorrt", _stand_in_tensorrt("10.13.0.35"))
-    monkeypatch.setattr(trt_build, "_LOGGER", None)  # one logger per (simulated) process
-    return SIM
+    return trt_standins.install(monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -336,7 +63,7 @@ def test_build_gate_cache_and_run(simulated_gpu, video_model, tmp_path):
     assert any("building video-x264-qp_fp16_40x24_b1-3" in line and "Building engine" in line for line in lines)
     timing = next(tmp_path.glob("timing_simulated-gpu-sm90_trt10.13.0.cache"))
     assert timing.read_bytes().endswith(b"+timed")
-    assert ("detach",) in SIM.log and SIM.depth == []  # every push popped, context released
+    assert context_balanced()  # every push popped, the context released, streams and events destroyed
     assert sum(e[1] for e in SIM.log if e[0] == "free host") > 0
 
     SIM.log.clear()
@@ -387,7 +114,7 @@ def test_engine_tensorrt_refuses_is_rebuilt(simulated_gpu, video_model, tmp_path
 
 def test_fp32_request_builds_only_fp32_and_tensorrt_11_takes_no_flags(simulated_gpu, monkeypatch, video_model,
                                                                        tmp_path):
-    monkeypatch.setitem(sys.modules, "tensorrt", _stand_in_tensorrt("11.4.0"))
+    monkeypatch.setitem(sys.modules, "tensorrt", stand_in_tensorrt("11.4.0"))
     model, info = video_model
     with TensorRTEngine(model, info, _config(tmp_path, fp16=False, shapes=("40x24",)),
                         log=lambda line: None) as engine:
@@ -399,14 +126,7 @@ def test_fp32_request_builds_only_fp32_and_tensorrt_11_takes_no_flags(simulated_
 
 @pytest.fixture
 def cpu_standby(monkeypatch):
-    """The standby engine is PyTorch on the engine's GPU; here, on the CPU."""
-    from streamfix.engines import torch_engine
-
-    class CpuTorchEngine(torch_engine.TorchEngine):
-        def __init__(self, model, info, config):
-            super().__init__(model, info, torch_engine.TorchConfig(device="cpu", threads=1))
-
-    monkeypatch.setattr(torch_engine, "TorchEngine", CpuTorchEngine)
+    trt_standins.use_cpu_standby(monkeypatch)
 
 
 def test_standby_serves_while_the_engine_builds(simulated_gpu, cpu_standby, video_model, tmp_path):
@@ -426,12 +146,16 @@ def test_standby_serves_while_the_engine_builds(simulated_gpu, cpu_standby, vide
 
 
 def test_closing_cancels_a_running_build(simulated_gpu, cpu_standby, video_model, tmp_path):
+    """Closing the engine stops a background build through TensorRT's progress
+    monitor: nothing is stored, and closing does not wait for the build to end
+    (the stand-in build would otherwise run its 3000 steps and store an engine)."""
     model, info = video_model
-    SIM.slow_build = True
+    SIM.hold_build = True
     lines = []
-    started = time.monotonic()
     with TensorRTEngine(model, info, _config(tmp_path, while_building="standby"), log=lines.append) as engine:
         engine.infer(_frames(1))  # starts the build, served by the standby
-    assert time.monotonic() - started < 4.0
+        assert SIM.build_started.wait(60)
     assert any("failed" in line and "cancelled" in line for line in lines)
     assert not list(tmp_path.glob("*.engine")) and not list(tmp_path.glob("*.json"))
+    assert not [entry for entry in SIM.log if entry[0] == "build"]
+    assert context_balanced()

@@ -28,7 +28,7 @@ from PIL import Image
 from streamfix.media.crf_encode import encode_at_crf
 
 from streamfix.train.data import find_images
-from streamfix.train.degrade import _camera_frames
+from streamfix.train.degrade import _camera_frames, yuv420_frames
 
 WIDTH = HEIGHT = 160  # square windows that fit the 481x321 BSDS pictures with room to move
 FRAMES = 8
@@ -51,7 +51,7 @@ def collect(images: list[Path], clips: int, seed: int = 0) -> list[tuple[str, fl
             if min(rgb.size) < 2 * HEIGHT:
                 continue
             views = _camera_frames(rng, rgb, WIDTH, FRAMES)
-            frames = [av.VideoFrame.from_ndarray(np.ascontiguousarray(v), format="rgb24").reformat(format="yuv420p") for v in views]
+            frames = yuv420_frames(views)
             crf = int(rng.integers(15, 49))
             preset = str(rng.choice(["medium", "fast", "slow"]))
             csv_path = Path(tmp) / f"{i}.csv"

@@ -24,7 +24,7 @@ from PIL import Image
 
 from streamfix.core.jpeg import jpeg_roundtrip
 from streamfix.media.crf_encode import encode_at_crf
-from streamfix.media.planes import plane_to_array
+from streamfix.media.planes import plane_to_array, reformat
 from streamfix.media.qp import frame_qp_map, qp_map_to_pixels
 
 from streamfix.train.config import JpegConfig, VideoConfig
@@ -73,6 +73,13 @@ def _camera_frames(rng: np.random.Generator, rgb: Image.Image, size: int, frames
     return views
 
 
+def yuv420_frames(views: list[np.ndarray]) -> list[av.VideoFrame]:
+    """RGB views as the 4:2:0 frames an encoder takes (through `reformat`, whose single
+    swscale thread makes the same view give the same frame every time)."""
+    return [reformat(av.VideoFrame.from_ndarray(np.ascontiguousarray(v), format="rgb24"), format="yuv420p")
+            for v in views]
+
+
 def encode_clip(frames_yuv: list[av.VideoFrame], codec: str, crf: int, preset: str) -> bytes:
     buf = io.BytesIO()
     encode_at_crf(frames_yuv, buf, codec=codec, crf=crf, preset=preset, threads=1)
@@ -94,7 +101,7 @@ def decode_clip(data: bytes) -> tuple[list[np.ndarray], list[np.ndarray | None]]
 def make_clip(rng: np.random.Generator, rgb: Image.Image, cfg: VideoConfig, crf: int | None = None) -> Clip:
     size = cfg.clip_size
     views = _camera_frames(rng, rgb, size, cfg.clip_frames)
-    frames = [av.VideoFrame.from_ndarray(v, format="rgb24").reformat(format="yuv420p") for v in views]
+    frames = yuv420_frames(views)
     clean = np.stack([plane_to_array(f, 0) for f in frames])
     codec = str(rng.choice(cfg.codecs))
     crf = int(rng.integers(cfg.crf_range[0], cfg.crf_range[1] + 1)) if crf is None else crf

@@ -14,6 +14,9 @@ def add_info(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="versions, devices, usable engines and bundled models",
                        description="Print what streamfix can use on this machine.")
     p.add_argument("--device", default="auto", help="device to check the engines on (default: auto)")
+    p.add_argument("--measure", action="store_true",
+                   help="time the CPU engines and precisions now for every bundled model (what --engine auto "
+                        "picks), instead of showing the stored decision")
 
 
 def _version(module: str) -> str | None:
@@ -46,6 +49,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     import torch
 
     from streamfix import __version__
+    from streamfix.engines.devices import resolve_device
+    from streamfix.engines import cuda_driver, trt_install
     from streamfix.engines.select import describe_engines
     from streamfix.core.weights import list_models
 
@@ -56,20 +61,44 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"python       {platform.python_version()} ({sys.executable})")
     print(f"torch        {torch.__version__} ({cuda})")
     print(f"PyAV         {av.__version__} (FFmpeg {getattr(av, 'ffmpeg_version_info', '?')})")
-    for package in ("onnxruntime", "onnxruntime-gpu", "tensorrt", "pycuda"):
+    driver = cuda_driver.driver_cuda_version()
+    print(f"{'driver':<12} {f'NVIDIA, supports CUDA {driver[0]}.{driver[1]}' if driver else 'no NVIDIA driver found'}")
+    installs = trt_install.installed()
+    for package in ("onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt", "pycuda"):
         found = _version(package)
         if found and package.startswith("onnxruntime"):
             found += f" (providers: {', '.join(_onnxruntime_providers())})"
-        if found or package in ("onnxruntime", "tensorrt"):
+        if package == "tensorrt":  # which CUDA build, from the package metadata (no import)
+            found = trt_install.describe(installs) or found
+        if found or package in ("onnxruntime", "openvino", "tensorrt"):
             print(f"{package:<12} {found or 'not installed'}")
+        problem = trt_install.install_problem(installs, driver) if package == "tensorrt" else None
+        if problem:
+            print(f"{'':<12} does not fit this machine: {problem}")
     print("engines (auto tries them in this order):")
     for name, usable, why in describe_engines(args.device):
         print(f"  {name:<12} {'yes' if usable else 'no ':<4} {why}")
+    if resolve_device(args.device) == "cpu":
+        _print_cpu_choices(args.measure)
     print("bundled models:")
     for info in list_models():
         print(f"  {info.name:<16} {info.description}")
         print(f"  {'':<16} scores: {_scores_line(info.scores)}")
     return 0
+
+
+def _print_cpu_choices(measure: bool) -> None:
+    """One line per bundled model: what `--engine auto --precision auto` runs here, and why."""
+    from streamfix.core.weights import list_models, load_model
+    from streamfix.engines.select import cpu_choice
+
+    print("engine auto on this CPU (engine x precision, timed once per machine):")
+    for info in list_models():
+        model, _ = load_model(info.name)
+        choice = cpu_choice(model, info, measure=measure, log=lambda line: print(f"  {line}", file=sys.stderr))
+        text = choice.summary() if choice else ("not measured yet: the first run with --engine auto measures it, "
+                                                 "or `streamfix info --measure`")
+        print(f"  {info.name:<16} {text}")
 
 
 def add_engine(sub: argparse._SubParsersAction) -> None:

@@ -12,13 +12,15 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 from streamfix.cli.args import non_negative_int, port, positive_float, positive_int
 from streamfix.cli.fleet_commands import (add_batch, add_scale_flags, add_serve, cmd_batch, cmd_run_in_pieces,
                                          cmd_serve, scale_overrides)
 from streamfix.cli.machine import add_engine, add_info, cmd_engine, cmd_info
-from streamfix.core.errors import OutputError, StreamfixError
-from streamfix.core.options import CHROMA_MODES, ENGINE_NAMES
+from streamfix.core.errors import OptionError, OutputError, StreamfixError
+from streamfix.core.options import CHROMA_MODES, ENGINE_NAMES, PRECISION_NAMES, TIERS
+from streamfix.core.threads import STOP_REQUESTED
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,10 +59,13 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="run config (YAML), e.g. configs/fast-cpu.yaml")
     p.add_argument("--model", help="bundled model name or weights file (default: chosen per input)")
     p.add_argument("--engine", choices=ENGINE_NAMES, help="inference backend (default: auto)")
+    p.add_argument("--precision", choices=PRECISION_NAMES,
+                   help="what the CPU engines compute in (default: auto, the fastest that keeps the gain)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch", type=positive_int, help="frames per engine call")
     p.add_argument("--tile", type=non_negative_int, help="tile side in pixels (0: whole frames)")
     p.add_argument("--chroma", choices=CHROMA_MODES, help="how chroma planes are treated (default: stills)")
+    p.add_argument("--tier", choices=TIERS, help="model tier: full, light or auto (default: auto; live mode uses the light model for frames the full one cannot finish in time)")
     p.add_argument("--jpeg-quality", type=positive_int, help="JPEG quality to assume for inputs without one")
     p.add_argument("--codec", help="video encoder, e.g. libx264, libx265, ffv1")
     p.add_argument("--crf", type=non_negative_int, help="encoder quality (x264: 0-51, lower is better)")
@@ -95,6 +100,8 @@ def _add_stream_flags(p: argparse.ArgumentParser) -> None:
                    help="live mode's latency budget in milliseconds (default 1000)")
     g.add_argument("--metrics-port", type=port, metavar="PORT",
                    help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics while running")
+    g.add_argument("--metrics-address", metavar="ADDRESS",
+                   help="serve the metrics on this interface instead of 127.0.0.1, e.g. 0.0.0.0 or :: (all)")
 
 
 def _write_stats(path: Path | None, result) -> None:
@@ -116,8 +123,8 @@ def _run_config(args: argparse.Namespace):
     input_options = {**config.input.options, **parse_options(args.input_option, "--input-option")}
     output_options = {**config.output.options, **parse_options(args.output_option, "--output-option")}
     return with_overrides(
-        config, model=args.model, engine=args.engine, device=args.device,
-        batch=args.batch, tile=args.tile, chroma=args.chroma, jpeg_quality=args.jpeg_quality,
+        config, model=args.model, engine=args.engine, precision=args.precision, device=args.device,
+        batch=args.batch, tile=args.tile, chroma=args.chroma, tier=args.tier, jpeg_quality=args.jpeg_quality,
         encode={"codec": args.codec, "crf": args.crf, "bitrate": args.bitrate, "preset": args.preset,
                 "pix_fmt": args.pix_fmt},
         input={"format": args.input_format, "options": input_options, "timeout_s": args.input_timeout,
@@ -138,33 +145,101 @@ def _stdout_target() -> str:
     return f"pipe:{fd}"
 
 
-def _stop_on_sigterm() -> None:
-    """A service manager stops a live run with SIGTERM: end it the way Ctrl-C does,
-    so the output is finished and playable instead of cut off mid-write."""
+def _check_stats_path(stats: Path | None, args: argparse.Namespace) -> None:
+    """The stats file must be a new file of its own: `--stats in.mp4` replaced the
+    input with JSON, `--stats out.mp4` the output."""
+    if stats is None:
+        return
+    if not stats.parent.is_dir():
+        raise OutputError(f"{stats}: the directory for the stats file does not exist; create it first")
+    if stats.is_dir():
+        raise OutputError(f"{stats}: is a directory; give a file name for the stats, e.g. {stats / 'stats.json'}")
+    for role, other in (("input", args.input), ("output", args.output)):
+        if other in ("-", None) or "://" in str(other):
+            continue
+        other = Path(other)
+        same = stats.resolve() == other.resolve() or (
+            stats.exists() and other.exists() and os.path.samefile(stats, other))
+        if same:
+            raise OutputError(f"{stats}: is the {role} file; give the stats their own file name")
+
+
+class _Interrupts:
+    """Ctrl-C and SIGTERM for `streamfix run`, the same way each time.
+
+    Before the threads start (opening the input and output, loading the model) the
+    first signal stops at once. Once they run, the first one drains (the output is
+    finished with every frame processed so far), the second stops at once (what was
+    written is kept), and later ones are only counted: a KeyboardInterrupt raised
+    into the middle of an encoder flush or a native library's call is what turned
+    three quick Ctrl-Cs into an abort (SIGABRT) instead of exit 130.
+    """
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+        self.count = 0
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.count += 1
+        if not self.pipeline.running_threads:
+            # Also recorded: raised inside a native library's callback, the
+            # KeyboardInterrupt can be lost, and waits in loops check the event.
+            STOP_REQUESTED.set()
+            raise KeyboardInterrupt
+        if self.count == 1:
+            print("streamfix: finishing the output (press Ctrl-C again to stop at once)", file=sys.stderr)
+            self.pipeline.interrupt()
+        elif self.count == 2:
+            self.pipeline.interrupt(now=True)
+
+    def install(self) -> None:
+        import signal
+
+        STOP_REQUESTED.clear()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self)
+
+    @staticmethod
+    def ignore_from_now() -> None:
+        """The process is ending because of a signal: later ones are ignored until it
+        has exited. Python's shutdown puts the default action back in place of a
+        handler like ours, so a third quick Ctrl-C arriving then killed the finished
+        process with SIGINT instead of letting it exit 130."""
+        import signal
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+
+
+def _sigterm_as_ctrl_c() -> None:
+    """A run in pieces stops on SIGTERM as on Ctrl-C: the finished pieces stay in the
+    work folder for the next run to reuse (segments/job.py)."""
     import signal
 
-    def interrupt(signum: int, frame: object) -> None:
+    def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from streamfix.pipeline.pipeline import Pipeline, PipelineError, PipelineInterrupted
 
-    if args.stats is not None and not args.stats.parent.is_dir():
-        raise OutputError(f"{args.stats}: the directory for the stats file does not exist; create it first")
+    if args.metrics_address is not None and args.metrics_port is None:
+        raise OptionError("--metrics-address needs --metrics-port PORT")
+    _check_stats_path(args.stats, args)
     config = _run_config(args)
-    _stop_on_sigterm()
     if config.scale.segment_seconds is not None:
+        _sigterm_as_ctrl_c()
         return cmd_run_in_pieces(args, config)
     target = _stdout_target() if args.output == "-" else args.output
     pipeline = Pipeline(args.input, target, config, quiet=args.quiet)
+    _Interrupts(pipeline).install()
     server = None
     if args.metrics_port is not None:
-        from streamfix.serve.metrics_server import MetricsServer
+        from streamfix.serve.metrics_server import HOST, MetricsServer
 
-        server = MetricsServer(args.metrics_port, [pipeline.metrics])
+        server = MetricsServer(args.metrics_port, [pipeline.metrics], address=args.metrics_address or HOST)
     try:
         result = pipeline.run()
     except PipelineInterrupted as stop:
@@ -187,9 +262,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result.output = args.output
     _write_stats(args.stats, result)
     if not args.quiet:
+        plan = result.output_video or {}
+        video = {"copy": ", video copied", "encode": f", CRF {plan.get('crf')} from mean QP {plan.get('mean_qp')}"}
         print(f"streamfix: wrote {args.output}: {result.frames_out} frames ({result.restored} restored, "
               f"{result.passed_through} passed through) in {result.seconds:.1f} s, {result.fps:.1f} fps, "
-              f"engine {result.engine}", file=sys.stderr)
+              f"engine {result.engine}{video.get(plan.get('mode'), '')}", file=sys.stderr)
     return 0
 
 
@@ -225,6 +302,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="encodings for --video, e.g. libx264:40 libx265:medium:40")
     p.add_argument("--model", help="model name or weights file (default: chosen per input, as in `run`)")
     p.add_argument("--engine", default="auto", choices=ENGINE_NAMES)
+    p.add_argument("--precision", default="auto", choices=PRECISION_NAMES)
     p.add_argument("--chroma", choices=CHROMA_MODES, help="what to do with colour planes")
     p.add_argument("--out", type=Path, default=Path("eval-out"), help="output folder (default: eval-out)")
 
@@ -232,7 +310,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from streamfix.quality.evaluate import VideoSetting, evaluate
 
-    options = {"model": args.model, "engine": args.engine}
+    options = {"model": args.model, "engine": args.engine, "precision": args.precision}
     if args.chroma:
         options["chroma"] = args.chroma
     evaluate(images=args.images, qualities=args.quality, videos=args.video,
@@ -267,18 +345,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _, command = COMMANDS[args.command]
     try:
-        return command(args)
+        code = command(args)
     except StreamfixError as exc:
         print(f"streamfix: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("streamfix: interrupted", file=sys.stderr)
-        return 130
+        code = 130
     except BrokenPipeError:
         # `streamfix info | head`: the reader left; stop quietly, and keep Python from
         # failing again when it flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    if code == 130 and argv is None:  # the program itself, not a caller in its own process
+        _Interrupts.ignore_from_now()
+    return code
 
 
 if __name__ == "__main__":

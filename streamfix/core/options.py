@@ -11,9 +11,16 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 # `auto` tries the backends in this order and takes the first that works here.
-EngineName = Literal["auto", "tensorrt", "onnxruntime", "torch"]
+EngineName = Literal["auto", "tensorrt", "onnxruntime", "openvino", "torch"]
 ENGINE_NAMES: tuple[str, ...] = get_args(EngineName)
 BACKEND_NAMES: tuple[str, ...] = ENGINE_NAMES[1:]
+
+# What the CPU engines compute in (engines/precision.py). auto: on a CPU with
+# --engine auto, the fastest that keeps the restoration gain, measured once per
+# machine; with a named engine, that engine's exact default (fp32 on the CPU); on a
+# GPU, FP16 where its accuracy gate allows.
+PrecisionName = Literal["auto", "fp32", "bf16", "int8"]
+PRECISION_NAMES: tuple[str, ...] = get_args(PrecisionName)
 
 # passthrough: chroma copied unchanged; luma_model: chroma planes restored by the
 # luma model too; stills: luma_model for still pictures, passthrough for video.
@@ -23,6 +30,13 @@ CHROMA_MODES: tuple[str, ...] = get_args(ChromaMode)
 # Self-ensemble (8 flips/rotations averaged): stills only, always, or never.
 EnsembleMode = Literal["stills", "always", "never"]
 ENSEMBLE_MODES: tuple[str, ...] = get_args(EnsembleMode)
+
+# Model tiers: full (the paper's widths), light (the same topology, narrower: about
+# 9x less compute, bundled as NAME-lite), auto (live mode restores with the full model
+# where it makes the deadline and with the light one where only that does).
+TierName = Literal["auto", "full", "light"]
+TIERS: tuple[str, ...] = get_args(TierName)
+LIGHT_SUFFIX = "-lite"
 
 # Past these, a value only costs: batches over 64 frames just hold more frames in
 # memory (a CPU gains nothing past 4 per call, a GPU little past ~16 at 1080p), and a

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from streamfix.core.errors import InputError, OptionError
 from streamfix.media.stills import IMAGE_SUFFIXES
-from streamfix.media.writer import CONTAINER_FORMATS
+from streamfix.media.containers import CONTAINER_FORMATS
 
 MEDIA_SUFFIXES = frozenset(CONTAINER_FORMATS) | frozenset(IMAGE_SUFFIXES)
 LIST_SUFFIXES = frozenset({".txt", ".list"})

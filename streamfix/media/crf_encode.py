@@ -17,18 +17,20 @@ RATE = 25
 
 
 def encode_at_crf(frames: list[av.VideoFrame], target: str | Path | BinaryIO, *, codec: str, crf: int,
-                  preset: str = "medium", threads: int = 0, x265_params: str = "") -> None:
+                  preset: str = "medium", threads: int = 0, x265_params: str = "",
+                  options: dict[str, str] | None = None) -> None:
     """Write `frames` (any pixel format; converted to yuv420p) as MP4 at 25 fps.
 
     threads=0 lets the encoder choose; training clips use 1 so that many small encodes
     can share a busy machine. `x265_params` is appended to the libx265 options
-    (e.g. "csv=...:csv-log-level=1").
+    (e.g. "csv=...:csv-log-level=1"); `options` are further encoder options (e.g. a
+    fixed GOP: {"g": "25", "keyint_min": "25", "sc_threshold": "0"}).
     """
     target = str(target) if isinstance(target, Path) else target
     with av.open(target, "w", format="mp4") as out:
         stream = out.add_stream(codec, rate=RATE)
         stream.width, stream.height, stream.pix_fmt = frames[0].width, frames[0].height, "yuv420p"
-        options = {"crf": str(crf), "preset": preset}
+        options = {"crf": str(crf), "preset": preset, **(options or {})}
         if threads:
             options["threads"] = str(threads)
         if codec == "libx265":

@@ -134,3 +134,26 @@ def split_output_options(target: Any, options: dict[str, str]) -> tuple[Any, dic
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     query.update(protocol)
     return urlunsplit(parts._replace(query=urlencode(query))), muxer
+
+
+def option_strings(options: dict[str, Any]) -> dict[str, str]:
+    """FFmpeg takes option values as strings; YAML gives ints and bools too."""
+    return {str(k): str(int(v) if isinstance(v, bool) else v) for k, v in options.items()}
+
+
+def listens_for_client(target: Any) -> bool:
+    """Whether opening output URL `target` waits for a client to connect: a tcp:// URL
+    in listen mode, whose wait streamfix cuts into slices (see video_writer.py). A
+    listen_timeout the user gave is theirs to keep: then it is one wait, as asked."""
+    if scheme(target) != "tcp":
+        return False
+    query = dict(parse_qsl(urlsplit(target).query, keep_blank_values=True))
+    return query.get("listen", "0") not in ("", "0") and "listen_timeout" not in query
+
+
+def with_query(url: str, **options: str) -> str:
+    """`url` with `options` added to its query string."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    query.update(options)
+    return urlunsplit(parts._replace(query=urlencode(query)))

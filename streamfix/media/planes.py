@@ -22,14 +22,15 @@ def reformat(frame: av.VideoFrame, **options: object) -> av.VideoFrame:
     return frame.reformat(threads=SWSCALE_THREADS, **options)
 
 
+def bit_depth(frame_or_format: av.VideoFrame | av.VideoFormat) -> int:
+    """Bits per sample of a frame's (or a pixel format's) deepest component: 8, 10, 16."""
+    fmt = frame_or_format.format if isinstance(frame_or_format, av.VideoFrame) else frame_or_format
+    return max(c.bits for c in fmt.components)
+
+
 def plane_dtype(frame: av.VideoFrame) -> np.dtype:
     """uint8 for 8-bit formats, little-endian uint16 for deeper ones."""
-    depth = max(c.bits for c in frame.format.components)
-    return np.dtype(np.uint8) if depth <= 8 else np.dtype("<u2")
-
-
-def bit_depth(frame: av.VideoFrame) -> int:
-    return max(c.bits for c in frame.format.components)
+    return np.dtype(np.uint8) if bit_depth(frame) <= 8 else np.dtype("<u2")
 
 
 def plane_to_array(frame: av.VideoFrame, index: int) -> np.ndarray:

@@ -25,6 +25,7 @@ from PIL import Image, UnidentifiedImageError
 
 from streamfix.core.errors import InputError
 from streamfix.core.jpeg import quality_from_tables
+from streamfix.media.jpeg_stream import holds_several_images
 from streamfix.media.planes import array_to_plane, plane_to_array, reformat
 
 # Single-image formats routed to PIL; animated/multi-page files go to FFmpeg instead.
@@ -54,6 +55,7 @@ class Still:
     jpeg_quality: int | None
     rotation: int                              # from EXIF orientation, for video outputs
     metadata: tuple[tuple[str, bytes], ...]    # ("exif", ...), ("icc_profile", ...)
+    conversions: tuple[str, ...] = ()          # what reading changed, one clause each (see _conversions)
 
 
 def is_image_target(path: str | Path) -> bool:
@@ -63,14 +65,19 @@ def is_image_target(path: str | Path) -> bool:
 def sniff_still(path: str | Path) -> str | None:
     """The PIL format name if `path` is a single-frame still image, else None.
 
-    Decided by content, not by suffix: PIL reads only the header here."""
+    Decided by content, not by suffix: PIL reads only the header here, and a JPEG
+    followed by more JPEG images is a Motion-JPEG stream, not a still."""
     try:
         with Image.open(path) as image:
             if image.format in STILL_FORMATS and getattr(image, "n_frames", 1) == 1:
-                return image.format
+                found = image.format
+            else:
+                return None
     except (UnidentifiedImageError, OSError, ValueError):
-        pass
-    return None
+        return None
+    if found == "JPEG" and holds_several_images(path):
+        return None  # a raw MJPEG stream: FFmpeg reads all its frames (jpeg_stream.py)
+    return found
 
 
 def read_still(path: str | Path) -> Still:
@@ -81,6 +88,7 @@ def read_still(path: str | Path) -> Still:
             quality = quality_from_tables(getattr(image, "quantization", None)) if image_format == "JPEG" else None
             if image_format == "JPEG" and image.mode == "RGB":
                 image.draft("YCbCr", image.size)  # decode to the stored YCbCr planes
+            conversions = _conversions(image)  # before load(), which forgets how the file stores pixels
             image.load()
             metadata = tuple((k, image.info[k]) for k in ("exif", "icc_profile") if image.info.get(k))
             rotation = _EXIF_ROTATION.get(image.getexif().get(0x0112, 1), 0)
@@ -89,7 +97,26 @@ def read_still(path: str | Path) -> Still:
         raise InputError(f"{path}: the image cannot be decoded ({exc}); the file is truncated or corrupt") from None
     frame.pts = 0
     frame.time_base = Fraction(1, 1)
-    return Still(frame=frame, format=image_format, jpeg_quality=quality, rotation=rotation, metadata=metadata)
+    return Still(frame=frame, format=image_format, jpeg_quality=quality, rotation=rotation, metadata=metadata,
+                 conversions=conversions)
+
+
+def _conversions(image: Image.Image) -> tuple[str, ...]:
+    """What becomes of this picture's pixels on the way in, where something is lost:
+    PIL reads 16-bit colour at 8 bits, the restored frame has no alpha plane, and CMYK
+    is turned into RGB without colour management."""
+    stored = ""
+    if image.tile:
+        args = image.tile[0].args
+        stored = args if isinstance(args, str) else str(args[0]) if args else ""
+    found = []
+    if image.mode in ("RGB", "RGBA") and ";16" in stored:
+        found.append("its 16 bits per colour channel are reduced to 8 (only 16-bit grey keeps its depth)")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        found.append("its alpha channel (transparency) is dropped: the output is opaque")
+    if image.mode == "CMYK":
+        found.append("its CMYK colours are converted to RGB without colour management")
+    return tuple(found)
 
 
 def frame_from_image(image: Image.Image) -> av.VideoFrame:

@@ -4,7 +4,7 @@ The pipeline's threads update a StreamMetrics as frames pass (frames in/out, the
 latency of each frame from decoder to encoder); `snapshot()` adds what is read live
 (queue depths, busy seconds per stage, the restore stage's counts and engine) and can
 be called from any thread at any time, also while the run is going. The Prometheus
-endpoint (metrics_http.py) serves these snapshots.
+endpoint (streamfix/serve/metrics_server.py) serves these snapshots.
 
 Counters are plain ints and floats, each written by one thread only; snapshot()
 reads them without stopping anyone, so two numbers in one snapshot may be a frame
@@ -58,7 +58,7 @@ class StreamMetrics:
             "running": self.running, "live": self.live,
             "frames_in": self.frames_in, "frames_out": self.frames_out,
             "restored": restore.get("restored", 0), "passed_through": restore.get("passed_through", 0),
-            "late": restore.get("late", 0),
+            "late": restore.get("late", 0), "restored_light": restore.get("restored_light", 0),
             "queue_depth": {name: q.qsize() for name, q in self._queues.items()},
             "stage_seconds": dict(self._busy()),
             "latency_s": self.latency(),

@@ -6,7 +6,8 @@ queueing frames for it would build a backlog that grows without end; so instead 
 frame gets a deadline, and a batch is restored only if, by the running estimate of
 inference time, it will be done before its oldest frame's deadline. Otherwise its
 frames pass through unrestored. Frames are never dropped or reordered: a passed-through
-frame is the decoded frame itself, with its timestamp.
+frame is the decoded frame itself, with its timestamp. `RestoreInTime` makes that
+decision for live mode's restore stage and for the WebRTC track alike.
 
 The deadline is the frame's presentation time mapped onto the wall clock, plus the
 latency budget. The mapping is anchored on the least-delayed frame seen so far
@@ -16,7 +17,7 @@ cannot see it) still gets the deadline it should have had. The anchor may rise b
 `drift` seconds per stream second, so a sender whose clock runs slightly slow is not
 mistaken for a growing backlog.
 
-All objects here are shared between pipeline threads. Their state is a few floats
+All objects here are shared between threads. Their state is a few floats
 written by one thread and read by others (single attribute writes, atomic in CPython),
 so no lock is needed.
 """
@@ -25,7 +26,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import av
+
+    from streamfix.restore.restorer import Restorer, Strength
 
 # How fast the anchor may follow a sender whose clock is slower than its timestamps:
 # 0.2 %, far more than real clock drift, far less than a backlog builds.
@@ -67,7 +74,7 @@ class InferenceEstimate:
             return 0
         if not self.per_frame_s:
             return most
-        return max(0, min(most, math.floor(seconds / self.per_frame_s)))
+        return max(0, min(most, math.floor(seconds / self.per_frame_s + 1e-9)))  # 0.3 / 0.05 is 5.999...
 
 
 class DeadlineClock:
@@ -107,9 +114,96 @@ class LiveTiming:
 
     def deadline_of(self, decoded: object) -> float:
         """A DecodedFrame's deadline (its arrival time when it has none, e.g. in tests)."""
-        frame = decoded.frame  # type: ignore[attr-defined]
         arrival = getattr(decoded, "arrival", None)
-        if arrival is None:
-            arrival = self.clock()
-        pts_s = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else 0.0
-        return self.deadlines.deadline(pts_s, arrival)
+        return self.deadline_for(decoded.frame, self.clock() if arrival is None else arrival)  # type: ignore[attr-defined]
+
+    def deadline_for(self, frame: "av.VideoFrame", arrival: float) -> float:
+        """A frame's deadline from its presentation time; a frame without one (no pts or
+        time base) gets the budget from its arrival, and leaves the anchor alone."""
+        if frame.pts is None or not frame.time_base:
+            return arrival + self.budget_s
+        return self.deadlines.deadline(float(frame.pts * frame.time_base), arrival)
+
+
+class RestoreInTime:
+    """Restores what the estimates say will be done before the batch's deadline and
+    passes the rest through unrestored, in order: late restored frames are worse than
+    none in live use. The whole batch leaves together.
+
+    With a light tier (a Restorer with tier="auto" whose model has a NAME-lite), the
+    plan is: first make sure as many frames as possible are restored at all (with the
+    light model, ~9x cheaper), then spend the time left on upgrading the first of them
+    to the full model. Only what even the light model cannot finish passes through.
+    Each tier keeps its own estimate; each pass for lack of time relaxes them a little
+    (see `InferenceEstimate.relax`).
+
+    `late` counts the frames passed for lack of time; they are counted in the
+    restorer's `passed_through` as well.
+    """
+
+    def __init__(self, estimate: InferenceEstimate | None = None, clock: Callable[[], float] = time.monotonic,
+                 light_estimate: InferenceEstimate | None = None) -> None:
+        self.estimate = estimate or InferenceEstimate()  # the full model (or the only tier)
+        self.light_estimate = light_estimate or InferenceEstimate()
+        self.clock = clock
+        self.late = 0
+
+    @staticmethod
+    def tiered(restorer: "Restorer") -> bool:
+        return getattr(restorer, "tier", "full") == "auto" and getattr(restorer, "light_model", None) is not None
+
+    def warm_up(self, restorer: "Restorer", width: int, height: int) -> None:
+        """Seed the estimates: the first engine call is slow (memory allocation, kernel
+        choice), so one runs unmeasured and the second is measured, per tier."""
+        restorer.warm_up(width, height)
+        self.estimate.record(restorer.warm_up(width, height), 1)
+        if self.tiered(restorer):
+            restorer.warm_up(width, height, "light")
+            self.light_estimate.record(restorer.warm_up(width, height, "light"), 1)
+
+    def plan(self, frames: int, seconds: float, tiered: bool) -> tuple[int, int]:
+        """(full, light): how many of `frames` frames to restore with each tier when
+        `seconds` are left; the rest pass through."""
+        if not tiered:
+            return self.estimate.frames_within(seconds, frames), 0
+        light = self.light_estimate.frames_within(seconds, frames)
+        if light < frames:
+            return 0, light
+        for full in range(frames, -1, -1):
+            if self.estimate.seconds_for(full) + self.light_estimate.seconds_for(frames - full) <= seconds:
+                return full, frames - full
+        return 0, frames
+
+    def restore(self, restorer: "Restorer", frames: Sequence[Any], strengths: Callable[[int], Sequence["Strength"]],
+                deadline: float | None) -> list[Any]:
+        """`frames`, the first of them restored as far as time allows (all of them when
+        `deadline` is None). `strengths(n)` gives the first n frames' strengths: only the
+        frames to be restored are asked for."""
+        n = len(frames)
+        tiered = self.tiered(restorer)
+        if deadline is None:
+            full, light = n, 0
+        else:
+            full, light = self.plan(n, deadline - self.clock(), tiered)
+        given = strengths(full + light)
+        out: list[Any] = []
+        parts = [(getattr(restorer, "default_tier", "full"), self.estimate, 0, full)]
+        if light:
+            parts.append(("light", self.light_estimate, full, full + light))
+        for tier, estimate, start, stop in parts:
+            if stop <= start:
+                continue
+            before, began = restorer.restored, time.perf_counter()
+            # The tier is named only when it is not the default, so Restorer stand-ins
+            # without tiers keep working.
+            options = {"tier": tier} if tier != parts[0][0] else {}
+            out += restorer.restore_frames(frames[start:stop], given[start:stop], **options)
+            # Frames the model leaves alone (unknown strength) take no time: not counted.
+            estimate.record(time.perf_counter() - began, restorer.restored - before)
+        late = n - full - light
+        if late:
+            self.estimate.relax()
+            self.light_estimate.relax()
+            self.late += late
+            restorer.passed_through += late
+        return out + list(frames[full + light:])

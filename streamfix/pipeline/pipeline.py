@@ -3,15 +3,13 @@
     reader --(decoded)--> batcher --(batches)--> stages --(processed)--> writer
     decode thread         batch thread           process thread         encode thread
 
-Why threads: decoding and encoding release the GIL inside FFmpeg and inference
-releases it inside the engine, so the three overlap and the slowest one sets the
-pace. Why bounded queues: a fast decoder would otherwise read a two-hour film into
+Why threads: FFmpeg (decoding, encoding) and the engine (inference) release the
+GIL, so the three overlap and the slowest one sets the pace. Why bounded queues: a fast decoder would otherwise read a two-hour film into
 memory while the model works on minute one. Every queue operation uses a timeout
 inside a loop that watches the stop events, so no thread can block forever.
 
-Copied streams (audio, subtitles) travel in the same queues as the frames, inside the
-batch they were demuxed next to, so the writer receives everything in demux order
-and the muxer's interleaving stays what the input had.
+Copied streams (audio, subtitles) travel in the frames' queues, inside the batch they
+were demuxed next to: the writer keeps the input's demux order and interleaving.
 
 Setup happens in the caller's thread before any other starts: the stages open (the
 restore stage loads its model and engine) and the writer opens the output, so a bad
@@ -26,25 +24,24 @@ Ending:
   (closed playable but left under its `.partial` name) and the caller gets a
   PipelineError naming the stage, the frame index and the partial file, with the
   original exception as `__cause__`.
-- Ctrl-C (KeyboardInterrupt in the caller, or raised by a stage) sets `drain`: decoding
-  stops, the process thread finishes the batch in hand and sends END, the encoder
-  writes everything already processed, and the output is finished under its real
-  name. The caller gets PipelineInterrupted (a KeyboardInterrupt) with the result.
-  A second Ctrl-C stops at once and keeps what was written.
+- Ctrl-C (KeyboardInterrupt in the caller, `interrupt()` from a signal handler, or a
+  stage raising it) sets `drain`: decoding stops, the batch in hand is finished, the
+  encoder writes everything processed, and the output gets its real name; the caller
+  gets PipelineInterrupted with the result. A second one stops at once.
 
-Live mode (pipes and network inputs, or `live.mode: on`) needs no other structure:
-the batch thread gives every frame a deadline (live.py), batches leave in time for
-their oldest frame, and the restore stage restores only what it can finish before
-that deadline, passing the rest through. A live input that stalls or breaks, or a file
-that holds less video than its header declares, ends the run like an end of stream,
-with a warning, and the result says why (`input_ended`).
-
+Live mode (pipes and network inputs, or `live.mode: on`): the batch thread gives
+every frame a deadline (live.py), batches leave in time for their oldest frame, and
+the restore stage restores what it can finish before then, passing the rest through.
+A live input that stalls or breaks, or a file holding less video than its header
+declares, ends the run like an end of stream, with a warning and `input_ended`.
 Every run keeps live counters (`metrics`, a StreamMetrics) that any thread may read.
 """
 
 from __future__ import annotations
 
+import functools
 import queue
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -61,12 +58,13 @@ from streamfix.media.writer import MediaWriter, check_writable
 from streamfix.pipeline.progress import Progress, make_progress
 from streamfix.restore.restorer import Restorer
 from streamfix.pipeline.run_config import RunConfig, engine_configs
-from streamfix.pipeline.run_result import PipelineError, PipelineInterrupted, RunResult, busy_seconds, pipeline_error
+from streamfix.pipeline.run_result import (PipelineError, PipelineInterrupted, RunResult, busy_seconds, end_warnings,
+                                          input_counts, pipeline_error)
+from streamfix.pipeline.output_plan import settle_output
 from streamfix.pipeline.restore_stage import RestoreStage
 from streamfix.pipeline.stages import BatchContext, build_stages
 from streamfix.pipeline.counters import StreamMetrics, stage_stats
 from streamfix.core.threads import END, POLL_S, Control, Failure, Stopped, Worker
-
 
 
 class Pipeline:
@@ -78,7 +76,7 @@ class Pipeline:
     open PyAV input container. `target`: a file, `-` (stdout), `pipe:N`, a URL or a
     binary file-like object (pipes and file-like objects need `config.output.format`).
     `stages` replaces the config's stage list with ready-made stage objects (an
-    embedder's own); `engine` is a shared engine object (streamfix.serve.multistream) for
+    embedder's own); `engine` is a shared engine object (streamfix.engines.shared) for
     the restore stage instead of one of its own; `progress` replaces the bar/lines
     reporter; `log` receives the one-line messages (engine choice, fallbacks, why a
     live input ended) instead of the reporter; `name` labels the metrics.
@@ -93,8 +91,10 @@ class Pipeline:
         self.config = config or RunConfig()
         self._stages, self._engine = stages, engine
         self._quiet, self._progress, self._log = quiet, progress, log
-        self._emit: Callable[[str], None] = log or print
+        self._emit: Callable[[str], None] = log or functools.partial(print, file=sys.stderr)  # stdout: maybe the output
         self._control = Control()
+        self._running_threads = False
+        self.output_plan = None  # output_plan.settle_output sets it when a run starts
         self._writer: MediaWriter | None = None
         self._expected_frames: int | None = None
         mode = self.config.live.mode
@@ -104,27 +104,40 @@ class Pipeline:
                                      endpoints.describe(target, output=True))
         self.metrics.live = self.live
 
-    def interrupt(self) -> None:
+    def interrupt(self, *, now: bool = False) -> None:
+        """Ctrl-C from any thread: finish with what is processed (`now`: stop at once)."""
         self._control.drain.set()
+        if now:
+            self._control.stop.set()
+
+    @property
+    def running_threads(self) -> bool:
+        """True from the start of the threads until `run` returns: a signal handler
+        should then call `interrupt` rather than raise (see the CLI's _Interrupts)."""
+        return self._running_threads
 
     def _make_restorer(self) -> Restorer:
         c = self.config
         return Restorer(c.model, engine=self._engine or c.engine, device=c.device, batch=c.batch, tile=c.tile,
-                        chroma=c.chroma, ensemble=c.ensemble, jpeg_quality=c.jpeg_quality,
-                        engine_configs=engine_configs(c), log=lambda message: self._emit(message))
+                        chroma=c.chroma, ensemble=c.ensemble, tier=c.tier, jpeg_quality=c.jpeg_quality,
+                        precision=c.precision, engine_configs=engine_configs(c), log=lambda line: self._emit(line))
 
     def _open_reader(self) -> MediaReader:
         c = self.config.input
-        return MediaReader(self.source, input_format=c.format, options=_strings(c.options),
+        return MediaReader(self.source, input_format=c.format, options=endpoints.option_strings(c.options),
                            timeout_s=c.timeout_s, reconnect=c.reconnect, log=lambda message: self._emit(message))
 
     def run(self) -> RunResult:
         """Restore the whole input. Setup problems (input, output, model, engine,
         encoder) raise their own one-line errors before any thread starts; a stage
         failing later raises PipelineError; Ctrl-C raises PipelineInterrupted."""
-        stages = self._stages if self._stages is not None else build_stages(self.config.stages, lambda: RestoreStage(self._make_restorer()))
         if isinstance(self.target, Path):
-            check_writable(self.target, self.source if isinstance(self.source, (str, Path)) else None)
+            check_writable(self.target, self.source if isinstance(self.source, (str, Path)) else None,
+                           container_format=self.config.output.format)
+        quiet_log = (lambda message: None) if self._quiet and not self._log else self._emit
+        if (copied := settle_output(self, custom_stages=self._stages is not None, log=quiet_log)) is not None:
+            return copied  # nothing to restore: the input's video was copied unchanged
+        stages = self._stages if self._stages is not None else build_stages(self.config.stages, lambda: RestoreStage(self._make_restorer()))
         start = time.perf_counter()
         self.metrics.running = True
         try:
@@ -134,6 +147,7 @@ class Pipeline:
                     try:
                         progress = self._set_up(reader, stages, opened)
                         workers = self._start(reader, stages, progress)
+                        self._running_threads = True
                     except BaseException:
                         self._abort()
                         raise
@@ -146,13 +160,14 @@ class Pipeline:
                 return self._conclude(reader, workers, stages, interrupted, time.perf_counter() - start)
         finally:
             self.metrics.running = False
+            self._running_threads = False
 
     def _set_up(self, reader: MediaReader, stages: list[Any], opened: list[Any]) -> Progress:
         """Open the stages (model, engine) and the writer, in the caller's thread.
 
         Their messages (engine choice, fallbacks) are held back until both opened: when
         setup fails, the error is the one line the user sees."""
-        held: list[str] = []
+        held: list[str] = list(getattr(reader, "notes", ()))  # what the input brings that is not restored
         self._emit = held.append
         video = reader.video
         self._expected_frames = None if video.is_still or reader.live else video.frame_count
@@ -167,7 +182,7 @@ class Pipeline:
             opened.append(stage)
         out = self.config.output
         self._writer = MediaWriter(self.target, video, reader.copy_streams, self.config.encode,
-                                   container_format=out.format, options=_strings(out.options),
+                                   container_format=out.format, options=endpoints.option_strings(out.options),
                                    source=self.source if isinstance(self.source, (str, Path)) else None,
                                    log=lambda message: self._emit(message))
         if self._timing is not None:
@@ -183,7 +198,8 @@ class Pipeline:
 
     def _progress_status(self) -> str:
         snapshot = self.metrics.snapshot()
-        return (f"{snapshot['restored']} restored, {snapshot['passed_through']} passed through, "
+        light = f" ({snapshot['restored_light']} light)" if snapshot["restored_light"] else ""
+        return (f"{snapshot['restored']} restored{light}, {snapshot['passed_through']} passed through, "
                 f"latency {snapshot['latency_s']['last'] * 1000:.0f} ms")
 
     def _close_stages(self, opened: list[Any]) -> None:
@@ -339,14 +355,14 @@ class Pipeline:
                 failure = Failure("encode", writer.frames_written, exc)
         if failure is not None:
             raise pipeline_error(failure, self._abort()) from failure.error
-        if reader.end_reason is not None:
-            hint = " (use --reconnect N to wait for the sender again)" if self.live else ""
-            self._emit(f"streamfix: warning: {reader.end_reason}; the output was closed cleanly with every "
-                       f"frame received{hint}")
+        for line in end_warnings(reader, writer, live=self.live):
+            self._emit(line)
         result = RunResult(input=self.metrics.source, output=self.metrics.target, frames_in=self.metrics.frames_in,
                            frames_out=writer.frames_written if writer else 0, seconds=seconds,
                            interrupted=interrupted, live=self.live, input_ended=reader.end_reason,
-                           reconnects=reader.reconnects, latency_s=self.metrics.latency())
+                           reconnects=reader.reconnects, latency_s=self.metrics.latency(),
+                           output_video=self.output_plan.to_dict() if self.output_plan else None,
+                           **input_counts(reader, writer))
         result.stage_seconds = busy_seconds(workers)
         result.stage_stats = stage_stats(stages)
         if interrupted:
@@ -368,11 +384,6 @@ class Pipeline:
             partial.unlink(missing_ok=True)
             return None
         return partial
-
-
-def _strings(options: dict[str, Any]) -> dict[str, str]:
-    """FFmpeg takes option values as strings; YAML gives ints and bools too."""
-    return {str(k): str(int(v) if isinstance(v, bool) else v) for k, v in options.items()}
 
 
 def run(source: Any, target: Any, config: RunConfig | None = None, *,

@@ -12,7 +12,7 @@ from typing import Any
 
 import av
 
-from streamfix.pipeline.live import InferenceEstimate, LiveTiming
+from streamfix.pipeline.live import LiveTiming, RestoreInTime
 from streamfix.pipeline.stages import BatchContext
 from streamfix.restore.restorer import Restorer
 
@@ -22,20 +22,16 @@ class RestoreStage:
 
     With a deadline, only as many frames are restored as the running estimate of
     inference time says will be done before it; the rest of the batch passes through
-    unrestored (counted as passed through and as `late`): in live use, late restored
-    frames are worse than none. The first frames get restored, the later ones pass:
-    either way the whole batch leaves together.
+    unrestored (counted as passed through and as `late`; live.RestoreInTime decides).
     """
 
     name = "restore"
 
     def __init__(self, restorer: Restorer, clock: Callable[[], float] = time.monotonic) -> None:
         self.restorer = restorer
-        self._clock = clock
         self._engine: dict[str, Any] = {}
         self._size: tuple[int, int] | None = None
-        self.estimate = InferenceEstimate()
-        self.late = 0
+        self.in_time = RestoreInTime(clock=clock)
 
     def open(self, video: Any) -> Any:
         info = self.restorer.prepare(video)
@@ -47,33 +43,24 @@ class RestoreStage:
         return video
 
     def go_live(self, timing: LiveTiming) -> None:
-        """Share the live estimate and seed it: the first engine call is slow (memory
-        allocation, kernel choice), so it runs now, and the second one is measured."""
-        self.estimate = timing.estimate
+        """Share the live estimate (the batcher reads it too) and seed it."""
+        self.in_time.estimate = timing.estimate
         if self._size is not None:
-            self.restorer.warm_up(*self._size)
-            self.estimate.record(self.restorer.warm_up(*self._size), 1)
+            self.in_time.warm_up(self.restorer, *self._size)
 
     def process(self, frames: list[av.VideoFrame], context: BatchContext) -> list[av.VideoFrame]:
-        fits = len(frames)
-        if context.deadline is not None:
-            fits = self.estimate.frames_within(context.deadline - self._clock(), len(frames))
         # Side data describes the decoded frames; an earlier stage may have replaced
         # them (same count, same order), so the strengths are read from `decoded`.
-        strengths = [self.restorer.strength_of(d) for d in context.decoded[:fits]]
-        before, start = self.restorer.restored, time.perf_counter()
-        restored = self.restorer.restore_frames(frames[:fits], strengths)
-        self.estimate.record(time.perf_counter() - start, self.restorer.restored - before)
-        late = len(frames) - fits
-        if late:
-            self.estimate.relax()
-        self.late += late
-        self.restorer.passed_through += late
-        return restored + list(frames[fits:])
+        def strengths(n: int) -> list[Any]:
+            return [self.restorer.strength_of(d) for d in context.decoded[:n]]
+
+        return self.in_time.restore(self.restorer, frames, strengths, context.deadline)
 
     def close(self) -> None:
         self.restorer.close()
 
     def stats(self) -> dict[str, Any]:
-        return {**self._engine, "restored": self.restorer.restored,
-                "passed_through": self.restorer.passed_through, "late": self.late}
+        by_tier = getattr(self.restorer, "restored_by_tier", {"full": self.restorer.restored, "light": 0})
+        return {**self._engine, "restored": self.restorer.restored, "restored_full": by_tier["full"],
+                "restored_light": by_tier["light"],
+                "passed_through": self.restorer.passed_through, "late": self.in_time.late}

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from streamfix.core.options import MAX_BATCH, MAX_TILE, MIN_TILE, BACKEND_NAMES, ChromaMode, EngineName, EnsembleMode
+from streamfix.core.options import (MAX_BATCH, MAX_TILE, MIN_TILE, BACKEND_NAMES, ChromaMode, EngineName,
+                                    EnsembleMode, PrecisionName, TierName)
 from streamfix.core.yaml_config import ConfigError, from_dict, load_yaml
 from streamfix.media.writer import EncodeConfig
 from streamfix.pipeline.scale_config import ScaleConfig
@@ -100,6 +101,9 @@ class RunConfig:
     # for JPEG/MJPEG and stills, the QP-conditioned video model otherwise).
     model: str | None = None
     engine: EngineName = "auto"
+    # auto, fp32, bf16, int8 (core/options.py). auto with engine auto on a CPU: the
+    # fastest engine and precision that keep the restoration gain, measured once.
+    precision: PrecisionName = "auto"
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     batch: int = 4  # frames per engine call
     # A partial batch waits at most this long for more frames, so batching never
@@ -113,6 +117,10 @@ class RunConfig:
     # Self-ensemble (average over the 8 flips/rotations): +0.1 dB for 8x the compute.
     # stills: still pictures only; always; never.
     ensemble: EnsembleMode = "stills"
+    # Model tier: full, light (the bundled NAME-lite: same network, ~9x less compute),
+    # or auto: the full model, and in live mode the light one for frames the full
+    # model cannot finish before their deadline.
+    tier: TierName = "auto"
     # JPEG quality assumed for inputs that carry none (a PNG saved from a JPEG);
     # null leaves such inputs untouched.
     jpeg_quality: int | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,16 @@ class RunResult:
     input_ended: str | None = None
     reconnects: int = 0
     latency_s: dict[str, float] = field(default_factory=dict)  # last / mean / max, decode to encode
+    # How the video was written when the encoder's quality was left to us
+    # (pipeline/output_plan.py): {mode: copy|encode, crf, mean_qp, reason}, else None.
+    output_video: dict[str, Any] | None = None
+    # What was done about a damaged or discontinuous input (media/input_report.py).
+    damaged_packets: int = 0   # video packets that could not be decoded: their frames are missing
+    concealed: int = 0         # damaged packets or frames the decoder concealed
+    read_errors: int = 0       # demuxer errors read past
+    timestamp_jumps: int = 0   # jumps of the input's clock, closed in the output
+    timestamps_fixed: int = 0  # frames and packets moved later because their time did not advance
+    dropped_packets: int = 0   # damaged audio/subtitle/data packets the output could not store
 
     @property
     def fps(self) -> float:
@@ -74,8 +85,12 @@ class RunResult:
             "fps": round(self.fps, 3), "engine": self.engine, "fallbacks": self.fallbacks,
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
             "stages": self.stage_stats, "interrupted": self.interrupted, "live": self.live,
-            "late": self._restore("late", 0), "input_ended": self.input_ended,
-            "reconnects": self.reconnects, "latency_s": {k: round(v, 4) for k, v in self.latency_s.items()},
+            "late": self._restore("late", 0), "restored_light": self._restore("restored_light", 0),
+            "input_ended": self.input_ended, "reconnects": self.reconnects, "output_video": self.output_video,
+            "latency_s": {k: round(v, 4) for k, v in self.latency_s.items()},
+            "damaged_packets": self.damaged_packets, "concealed": self.concealed, "read_errors": self.read_errors,
+            "timestamp_jumps": self.timestamp_jumps, "timestamps_fixed": self.timestamps_fixed,
+            "dropped_packets": self.dropped_packets,
         }
 
 
@@ -107,3 +122,34 @@ def busy_seconds(workers: list[Worker]) -> dict[str, float]:
         for label, busy in list(worker.busy_s.items()):
             total[label] = total.get(label, 0.0) + busy
     return total
+
+
+def _input_report(reader: Any, writer: Any) -> Any:
+    """The reader's InputReport with the writer's own timestamp fixes added, or None
+    (still images have none)."""
+    report = getattr(reader, "report", None)
+    if report is None:
+        return None
+    fixed_by_writer = getattr(getattr(writer, "timestamps", None), "fixed", 0)
+    return dataclasses.replace(report, timestamps_fixed=report.timestamps_fixed + fixed_by_writer,
+                               dropped_packets=getattr(writer, "dropped_packets", 0))
+
+
+def end_warnings(reader: Any, writer: Any, *, live: bool) -> list[str]:
+    """The warning lines a run ends with: why the input ended early, and one line per
+    kind of damage or timestamp trouble that was dealt with."""
+    lines = []
+    if reader.end_reason is not None:
+        hint = " (use --reconnect N to wait for the sender again)" if live else ""
+        lines.append(f"streamfix: warning: {reader.end_reason}; the output was closed cleanly with every "
+                     f"frame received{hint}")
+    report = _input_report(reader, writer)
+    if report is not None:
+        lines.extend(report.warnings(reader.source))
+    return lines
+
+
+def input_counts(reader: Any, writer: Any) -> dict[str, int]:
+    """RunResult's damage and timestamp fields."""
+    report = _input_report(reader, writer)
+    return report.stats() if report is not None else {}

@@ -39,6 +39,7 @@ from typing import Any, Protocol, runtime_checkable
 import av
 
 from streamfix.core.yaml_config import ConfigError, from_dict
+from streamfix.media.frame_fields import copy_frame_fields
 from streamfix.media.planes import reformat
 
 ENTRY_POINT_GROUP = "streamfix.stages"  # public: plugins register under this name
@@ -116,10 +117,7 @@ class ScaleStage:
         for frame in frames:
             scaled = reformat(frame, width=width, height=height, format=self._format,
                               interpolation=self.options.interpolation)
-            scaled.pts, scaled.time_base = frame.pts, frame.time_base
-            for name in ("color_range", "colorspace", "color_primaries", "color_trc"):
-                setattr(scaled, name, getattr(frame, name))
-            out.append(scaled)
+            out.append(copy_frame_fields(frame, scaled))
         return out
 
     def close(self) -> None:

@@ -7,26 +7,24 @@ plane of a new frame of the same format. Chroma is copied unchanged
 (`chroma="luma_model"`). There is no YUV -> RGB -> YUV round trip, so colours cannot
 shift and pixels the model leaves alone stay bit-identical.
 
-Three layouts reach the model this way:
-- planar YUV and gray (yuv420p, yuv420p10le, yuvj444p, gray, nv12 for luma, ...): the
-  planes are used as they are;
-- packed YUV (yuyv422, ...) and nv12/p010 when chroma is restored: converted to the
-  planar format with the same subsampling and back, which is lossless;
-- RGB (PNG stills): luma is the full-range BT.601 Y that JPEG (and PIL) use. The
-  model's change to Y is added to R, G and B alike, which is exactly "convert to
-  YCbCr, restore Y, convert back" without rounding the untouched chroma twice.
+How each pixel format becomes planes and back: frame_planes.py. What the model's
+input holds: conditioning.py. How strongly a frame was compressed: strength.py.
+
+Tiers: a model NAME may have a bundled light tier NAME-lite (the same topology,
+narrower). `tier="auto"` restores with the full model unless the caller asks for the
+light one (live mode does, for frames the full model cannot finish in time).
 
 The Restorer holds no threads and no queues: the pipeline, `streamfix eval` and
 embedders call it from whatever thread they like, one at a time (it is not
 thread-safe: give each thread or stream its own Restorer; several Restorers can share
-one engine through streamfix.serve.multistream.SharedEngine). `Restorer.stream()` runs it
-on a worker thread with bounded queues (frame_stream.py).
+one engine through streamfix.engines.shared.SharedEngine). `streamfix.restore_stream`
+runs it on a worker thread with bounded queues (serve/frame_stream.py).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,20 +32,20 @@ from typing import Any
 import av
 import numpy as np
 
-from streamfix.core.options import CHROMA_MODES, ENSEMBLE_MODES
+from streamfix.core.options import CHROMA_MODES, ENSEMBLE_MODES, LIGHT_SUFFIX, TIERS
 from streamfix.restore import conditioning
+from streamfix.restore.frame_planes import SplitFrame, condition_for_plane, split_frame
 from streamfix.restore.strength import StreamStrength, Strength, strength_of_frame
 from streamfix.restore.conditioning import model_input, needs_restoring, plane_to_unit, unit_to_plane
-from streamfix.media.planes import array_to_plane, bit_depth, plane_to_array, reformat
+from streamfix.media.frame_fields import copy_frame_fields
 from streamfix.engines.ensemble import EnsembleEngine
-from streamfix.core.weights import ModelInfo, load_model
+from streamfix.core.weights import ModelInfo, bundled_paths, load_model
 
 JPEG_MODEL = "jpeg-y-blind"
 VIDEO_MODEL = "video-x264-qp"
 # Decoders whose frames are JPEG images: their artifacts are JPEG's 8x8 blocks and
 # their strength is the quantization table, which the JPEG model is conditioned on.
 JPEG_CODECS = frozenset({"mjpeg", "jpeg", "jpegls"})
-COLOUR_FIELDS = ("color_range", "colorspace", "color_primaries", "color_trc")
 
 
 def choose_model(video: Any) -> str:
@@ -56,104 +54,6 @@ def choose_model(video: Any) -> str:
     if video.codec_name in JPEG_CODECS or getattr(video, "is_still", False):
         return JPEG_MODEL
     return VIDEO_MODEL
-
-
-@dataclass(slots=True)
-class _Split:
-    """A frame taken apart into integer planes the model can read."""
-
-    planes: list[np.ndarray]  # [luma, chroma...]
-    bits: int
-    chroma: bool  # whether planes[1:] are single chroma components (restorable)
-    join: Callable[[list[np.ndarray]], av.VideoFrame]  # planes -> frame in the source format
-
-
-def _planar_name(fmt: av.VideoFormat, bits: int) -> str:
-    """The planar YUV format with the same chroma subsampling and depth as `fmt`."""
-    sx = 16 // max(fmt.chroma_width(16), 1)
-    sy = 16 // max(fmt.chroma_height(16), 1)
-    layout = {(1, 1): "444", (2, 1): "422", (2, 2): "420", (4, 1): "411", (1, 2): "440", (4, 4): "410"}
-    name = f"yuv{layout.get((sx, sy), '444')}p"
-    return name if bits <= 8 else f"{name}{bits}le"
-
-
-def _split_planar(frame: av.VideoFrame) -> _Split:
-    fmt = frame.format
-    planes = [plane_to_array(frame, i) for i in range(len(frame.planes))]
-    per_plane = [sum(1 for c in fmt.components if c.plane == i) for i in range(len(frame.planes))]
-
-    def join(values: list[np.ndarray]) -> av.VideoFrame:
-        out = av.VideoFrame(frame.width, frame.height, fmt.name)
-        for i, plane in enumerate(values):
-            array_to_plane(out, i, plane)
-        return out
-
-    return _Split(planes, bit_depth(frame), all(n == 1 for n in per_plane[1:]), join)
-
-
-def _split_rgb(frame: av.VideoFrame) -> _Split:
-    bits = 8 if bit_depth(frame) <= 8 else 16
-    alpha = any(c.is_alpha for c in frame.format.components)
-    work = {(8, False): "rgb24", (8, True): "rgba", (16, False): "rgb48le", (16, True): "rgba64le"}[bits, alpha]
-    rgb = frame.to_ndarray(format=work).astype(np.float64)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    peak, mid = (1 << bits) - 1, float(1 << (bits - 1))
-    # Full-range BT.601 (JFIF), the YCbCr of JPEG files.
-    ycc = [0.299 * r + 0.587 * g + 0.114 * b,
-           mid - 0.168736 * r - 0.331264 * g + 0.5 * b,
-           mid + 0.5 * r - 0.418688 * g - 0.081312 * b]
-    dtype = np.uint8 if bits == 8 else np.uint16
-    planes = [np.clip(np.rint(p), 0, peak).astype(dtype) for p in ycc]
-    before = list(planes)  # the restorer replaces entries of `planes`; keep the originals
-
-    def join(values: list[np.ndarray]) -> av.VideoFrame:
-        dy, dcb, dcr = (v.astype(np.float64) - p.astype(np.float64) for v, p in zip(values, before))
-        out = rgb.copy()
-        out[..., 0] += dy + 1.402 * dcr
-        out[..., 1] += dy - 0.344136 * dcb - 0.714136 * dcr
-        out[..., 2] += dy + 1.772 * dcb
-        image = np.clip(np.rint(out), 0, peak).astype(dtype)
-        result = av.VideoFrame.from_ndarray(image, format=work)
-        return result if work == frame.format.name else reformat(result, format=frame.format.name)
-
-    return _Split(planes, bits, True, join)
-
-
-def split_frame(frame: av.VideoFrame, *, chroma: bool) -> _Split:
-    """`frame` as integer planes; converted to a planar layout only when needed."""
-    fmt = frame.format
-    if fmt.is_rgb or fmt.has_palette:
-        return _split_rgb(frame)
-    luma_alone = all(c.is_luma for c in fmt.components if c.plane == 0)
-    split = _split_planar(frame) if luma_alone else None
-    if split is not None and (split.chroma or not chroma):
-        return split
-    planar = _split_planar(reformat(frame, format=_planar_name(fmt, bit_depth(frame))))
-    planar.join = lambda values, join=planar.join: reformat(join(values), format=fmt.name)
-    return planar
-
-
-def copy_frame_fields(source: av.VideoFrame, target: av.VideoFrame) -> av.VideoFrame:
-    """Timestamps and colour tags of `source` onto `target` (what the encoder needs to
-    keep the timing and colours of the input)."""
-    target.pts = source.pts
-    if source.time_base is not None:
-        target.time_base = source.time_base
-    target.duration = source.duration
-    for name in COLOUR_FIELDS:
-        setattr(target, name, getattr(source, name))
-    return target
-
-
-def _condition_for(plane: np.ndarray, luma_cond: np.ndarray | None) -> np.ndarray | None:
-    """The luma-sized conditioning plane resampled to a (subsampled) chroma plane."""
-    if luma_cond is None or luma_cond.shape == plane.shape:
-        return luma_cond
-    h, w = plane.shape
-    sy = -(-luma_cond.shape[0] // h)
-    sx = -(-luma_cond.shape[1] // w)
-    small = luma_cond[::sy, ::sx][:h, :w]
-    return np.pad(small, ((0, h - small.shape[0]), (0, w - small.shape[1])), mode="edge")
 
 
 @dataclass(slots=True)
@@ -175,7 +75,7 @@ class Restorer:
     (e.g. a PNG saved from a JPEG); None leaves such frames untouched.
 
     `engine` is a backend name ("auto", "torch", ...) or a ready engine object that
-    also names its model in `info` (a streamfix.serve.multistream.SharedEngine): the
+    also names its model in `info` (a streamfix.engines.shared.SharedEngine): the
     Restorer then uses that engine and model and leaves the engine's lifetime to its
     owner.
 
@@ -185,7 +85,10 @@ class Restorer:
     def __init__(self, model: str | Path | None = None, *, engine: str | Any = "auto", device: str = "auto",
                  batch: int = 4, tile: int = 0, chroma: str = "passthrough",
                  jpeg_quality: int | None = None, engine_configs: Mapping[str, Any] | None = None,
-                 ensemble: str = "stills", log: Callable[[str], None] = print) -> None:
+                 ensemble: str = "stills", tier: str = "auto", precision: str = "auto",
+                 log: Callable[[str], None] = print) -> None:
+        if tier not in TIERS:
+            raise ValueError(f"tier must be one of {TIERS}, got {tier!r}")
         if ensemble not in ENSEMBLE_MODES:
             raise ValueError(f"ensemble must be one of {ENSEMBLE_MODES}, got {ensemble!r}")
         if chroma not in CHROMA_MODES:
@@ -197,6 +100,7 @@ class Restorer:
             model, engine = self._given_engine.info.name, self._given_engine.name
         self._choice = model
         self._engine_name, self._device, self._batch, self._tile = engine, device, batch, tile
+        self._precision = precision  # auto, fp32, bf16, int8 (engines/precision.py)
         self.chroma = chroma
         # "stills": chroma through the luma model for still pictures only. Measured
         # (benchmarks/chroma.md): +0.7 dB Cb/Cr on JPEG q10 but only +0.13-0.16 dB on
@@ -214,8 +118,13 @@ class Restorer:
         # Decoders without a QP map (HEVC) get a frame QP estimated from frame sizes;
         # others (VP9, AV1, ...) carry no strength and pass through unrestored.
         self._strengths = StreamStrength()
+        self._codec: str | None = None
         self._warned_unknown = False
+        # "auto": the full model, and the light one where a caller with a deadline
+        # asks for it (pipeline/live.py); "full"/"light": that model only.
+        self.tier = tier
         self.restored = 0
+        self.restored_by_tier = {"full": 0, "light": 0}
         self.passed_through = 0
 
     def __enter__(self) -> "Restorer":
@@ -235,6 +144,7 @@ class Restorer:
     def prepare(self, video: Any) -> ModelInfo:
         """Pick (and load) the model for an input described by a VideoInfo."""
         self._strengths = StreamStrength(video.codec_name)
+        self._codec = video.codec_name
         self._chroma_now = self.chroma == "luma_model" or (self.chroma == "stills" and bool(getattr(video, "is_still", False)))
         self._ensemble_now = self.ensemble == "always" or (self.ensemble == "stills" and bool(getattr(video, "is_still", False)))
         self._current = str(self._choice) if self._choice is not None else choose_model(video)
@@ -244,25 +154,43 @@ class Restorer:
         if name not in self._loaded and self._given_engine is not None:
             self._loaded[name] = (self._given_engine.info, self._given_engine, [])
         if name not in self._loaded:
+            from streamfix.engines.precision import precision_of
             from streamfix.engines.select import choose  # engines pull in heavy optional packages
 
             model, info = load_model(name)
             engine, fallbacks = choose(model, info, engine=self._engine_name, device=self._device,
                                        max_batch=self._batch, tile=self._tile, log=self._log,
-                                       configs=self._engine_configs)
+                                       configs=self._engine_configs, precision=self._precision)
             engine.__enter__()
             self._loaded[name] = (info, engine, list(fallbacks))
-            self._log(f"streamfix: model {info.name}, engine {engine.name} on {engine.device}")
+            self._log(f"streamfix: model {info.name}, engine {engine.name} {precision_of(engine)} on {engine.device}")
         return self._loaded[name]
 
-    def _model_for(self, strengths: Sequence[Strength]) -> str:
+    def _model_for(self, strengths: Sequence[Strength], tier: str = "full") -> str:
         if self._current is None:
             if self._choice is not None:
                 self._current = str(self._choice)
             else:
                 jpeg = any(s.jpeg_quality is not None for s in strengths)
                 self._current = JPEG_MODEL if jpeg else VIDEO_MODEL
+        if tier == "light" and self.light_model is not None:
+            return self.light_model
         return self._current
+
+    @property
+    def light_model(self) -> str | None:
+        """The bundled light tier of the current model (NAME-lite), if there is one.
+        A model given as a file or through a shared engine has none."""
+        if self._current is None or self._given_engine is not None:
+            return None
+        name = self._current + LIGHT_SUFFIX
+        return name if name in bundled_paths() else None
+
+    @property
+    def default_tier(self) -> str:
+        """The tier used when the caller does not choose one: light only when the
+        Restorer was made with tier="light" (and a light model exists)."""
+        return "light" if self.tier == "light" and self.light_model is not None else "full"
 
     @property
     def batch_size(self) -> int:
@@ -282,24 +210,14 @@ class Restorer:
     def fallbacks(self) -> list:
         return list(self._loaded[self._current][2]) if self._current in self._loaded else []
 
-    def warm_up(self, width: int, height: int) -> float:
+    def warm_up(self, width: int, height: int, tier: str = "full") -> float:
         """One engine call on a blank luma-sized input (after `prepare`); returns its
         seconds. Live mode runs it before the first frame: first calls are slow."""
-        info, engine, _ = self._load(self._model_for([]))
+        info, engine, _ = self._load(self._model_for([], tier))
         planes = info.model_args.channels + info.model_args.cond_channels
         start = time.perf_counter()
         engine.infer(np.zeros((1, planes, height, width), np.float32))
         return time.perf_counter() - start
-
-    def stream(self, frames: Iterable[Any], *, max_pending: int = 8) -> Iterator[av.VideoFrame]:
-        """Restore `frames` (av.VideoFrames or the reader's DecodedFrames) on a worker
-        thread, yielding them in order. At most `max_pending` frames are held at once:
-        the iterable is read only as fast as frames are restored (back-pressure). The
-        Restorer must not be used by anything else meanwhile."""
-        from streamfix.serve.frame_stream import FrameStream
-
-        with FrameStream(self, max_pending=max_pending) as stream:
-            yield from stream.restore_all(frames)
 
     # --- restoring ----------------------------------------------------------------
 
@@ -318,15 +236,21 @@ class Restorer:
         """A DecodedFrame's strength (restore/strength.py; HEVC's QP is estimated)."""
         return self._strengths.of(decoded)
 
-    def restore_frames(self, frames: Sequence[av.VideoFrame], strengths: Sequence[Strength]) -> list[av.VideoFrame]:
-        """Restore `frames`; frames the model should leave alone come back as they are."""
+    def restore_frames(self, frames: Sequence[av.VideoFrame], strengths: Sequence[Strength], *,
+                       tier: str | None = None) -> list[av.VideoFrame]:
+        """Restore `frames`; frames the model should leave alone come back as they are.
+        `tier`: "full" or "light" (None: `default_tier`); without a light model,
+        "light" uses the full one."""
         if len(frames) != len(strengths):
             raise ValueError(f"{len(frames)} frames but {len(strengths)} strengths")
         if not frames:
             return []
-        info, engine, _ = self._load(self._model_for(strengths))
+        tier = tier or self.default_tier
+        name = self._model_for(strengths, tier)
+        info, engine, _ = self._load(name)
+        tier = "light" if name.endswith(LIGHT_SUFFIX) and name != self._current else "full"
         outputs: list[av.VideoFrame | None] = list(frames)
-        splits: dict[int, _Split] = {}
+        splits: dict[int, SplitFrame] = {}
         jobs: list[_Job] = []
         for i, (frame, strength) in enumerate(zip(frames, strengths)):
             strength = self._with_defaults(info, strength)
@@ -340,6 +264,7 @@ class Restorer:
         for i, split in splits.items():
             outputs[i] = copy_frame_fields(frames[i], split.join(split.planes))
             self.restored += 1
+            self.restored_by_tier[tier] += 1
         return outputs  # type: ignore[return-value]
 
     def _with_defaults(self, info: ModelInfo, s: Strength) -> Strength | None:
@@ -353,23 +278,28 @@ class Restorer:
                               "untouched; give one with --jpeg-quality Q to restore it")
                 return None
             return Strength(s.qp_map, s.frame_qp, quality)
+        if s.qp_map is None and s.frame_qp is None and not self._warned_unknown:
+            # Said once, so "0 restored" never comes without its reason (VP9, AV1, MPEG-2, ...).
+            self._warned_unknown = True
+            self._log(f"streamfix: {self._codec or 'this'} video carries no quantizer map that model {info.name} "
+                      "can read and none can be estimated, so such frames pass through unrestored")
         if not needs_restoring(info, qp_map=s.qp_map, frame_qp=s.frame_qp):
             return None
         return s
 
-    def _jobs(self, index: int, info: ModelInfo, split: _Split, s: Strength) -> list[_Job]:
+    def _jobs(self, index: int, info: ModelInfo, split: SplitFrame, s: Strength) -> list[_Job]:
         luma = split.planes[0]
         strength = {"qp_map": s.qp_map, "frame_qp": s.frame_qp, "jpeg_quality": s.jpeg_quality}
         jobs = [_Job(index, 0, split.bits, model_input(info, luma, split.bits, **strength))]
         if self._chroma_now and split.chroma:
             luma_cond = conditioning.condition_plane(info, *luma.shape, **strength)
             for p, plane in enumerate(split.planes[1:], start=1):
-                cond = _condition_for(plane, luma_cond)
+                cond = condition_for_plane(plane, luma_cond)
                 parts = [plane_to_unit(plane, split.bits)] + ([cond] if cond is not None else [])
                 jobs.append(_Job(index, p, split.bits, np.stack(parts).astype(np.float32)))
         return jobs
 
-    def _run(self, engine: Any, jobs: list[_Job], splits: dict[int, _Split]) -> None:
+    def _run(self, engine: Any, jobs: list[_Job], splits: dict[int, SplitFrame]) -> None:
         """Infer every job, grouped by plane size. How many planes go into one call
         to the backend is decided in one place, the wrapper that engines.select.choose
         puts around every engine (engines/tiling.py: at most `batch` planes and a pixel

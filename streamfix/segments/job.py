@@ -20,6 +20,7 @@ exception raised by `done` stops every task and leaves `run`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,7 @@ from streamfix.core.errors import InputError, OptionError
 from streamfix.core.weights import resolve
 from streamfix.media import endpoints, stills
 from streamfix.media.writer import check_writable
+from streamfix.pipeline.output_plan import settle_for_pieces
 from streamfix.pipeline.run_result import RunResult
 from streamfix.restore.restorer import choose_model
 from streamfix.segments.join import check_copies, join_pieces
@@ -103,6 +105,7 @@ class SegmentedFile:
         self.work: WorkFolder | None = None
         self.records: dict[int, PieceRecord] = {}
         self._done_now = 0  # pieces restored by this run (the other records were reused)
+        self.copied = False  # set by plan(): nothing to restore, the video is copied whole
 
     def plan(self) -> list[Piece]:
         """Index the input and cut it into pieces (one piece: nothing to segment)."""
@@ -110,6 +113,10 @@ class SegmentedFile:
         seconds = self.config.scale.segment_seconds
         if self.index.unsafe is not None:
             self._log(f"streamfix: {self.source}: cannot be cut safely ({self.index.unsafe}); one piece")
+        self.config, output_plan = settle_for_pieces(self.source, self.target, self.config)
+        self.copied = output_plan is not None and output_plan.mode == "copy"
+        if self.copied:
+            seconds = math.inf  # nothing to restore: one task, whose pipeline copies the video
         self.pieces = plan_pieces(self.index, seconds)
         return self.pieces
 
@@ -181,8 +188,9 @@ def restore_in_pieces(source: str | Path, target: str | Path, config: Any, execu
     pieces = job.plan()
     progress = progress_for(job.index.frames) if progress_for is not None else None
     if len(pieces) == 1:
-        log(f"streamfix: {source}: one piece ({job.index.frames} frames: no safe cut leaves pieces of at least "
-            f"{config.scale.segment_seconds:g} s); restoring it in one pass")
+        if not job.copied:
+            log(f"streamfix: {source}: one piece ({job.index.frames} frames: no safe cut leaves pieces of at least "
+                f"{config.scale.segment_seconds:g} s); restoring it in one pass")
         tasks: list[Any] = [job.whole_task()]
     else:
         tasks = job.tasks()

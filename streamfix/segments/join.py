@@ -23,7 +23,6 @@ The output is written under its `.partial` name and renamed when complete.
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -32,16 +31,21 @@ from typing import Any
 import av
 
 from streamfix.core.errors import OutputError
-from streamfix.media.reader import COPIED_STREAM_TYPES
+from streamfix.media.container_extras import carry_container_extras
+from streamfix.media.containers import container_format_for
 from streamfix.media.copied_streams import add_copied_stream
-from streamfix.media.writer import container_format_for, partial_path
+from streamfix.media.input_streams import copied_streams as single_pass_copies, restored_video
+from streamfix.media.partial_file import PartialFile
+from streamfix.media.video_reader import STALE_CONTAINER_TAGS
 from streamfix.segments.keyframes import KeyframeIndex
 from streamfix.segments.plan import Piece
 
 
 def copied_streams(container: av.container.InputContainer) -> list[av.stream.Stream]:
-    """The input streams a single pass copies (the reader's choice)."""
-    return [s for s in container.streams if s.type in COPIED_STREAM_TYPES and s.codec_context is not None]
+    """The input streams a single pass copies (the reader's choice, input_streams.py),
+    attachments included (they have no packets: carry_container_extras writes them)."""
+    video = restored_video(container)
+    return single_pass_copies(container, video, "")[0] if video is not None else []
 
 
 def add_copies(out: av.container.OutputContainer, streams: list[av.stream.Stream], *, target: Any,
@@ -49,6 +53,8 @@ def add_copies(out: av.container.OutputContainer, streams: list[av.stream.Stream
     """Output streams for the copied input streams (the writer's rules): input index -> stream."""
     copies = {}
     for source in streams:
+        if source.type == "attachment":
+            continue
         stream = add_copied_stream(out, source, target=target, drop_uncopyable=drop_uncopyable, log=log)
         if stream is not None:
             copies[source.index] = stream
@@ -122,32 +128,34 @@ def join_pieces(source: str, index: KeyframeIndex, pieces: list[Piece], files: l
                 config: Any, log: Callable[[str], None] = print) -> Path:
     """Write `target` from the restored piece `files`; see the module docstring."""
     stamps = _timestamps(pieces, files, index)
-    partial = partial_path(target)
+    partial = PartialFile(target)
+    if partial.note:
+        log(partial.note)
     options = {str(k): str(int(v) if isinstance(v, bool) else v) for k, v in config.output.options.items()}
     try:
-        out = av.open(str(partial), "w", format=container_format_for(target, config.output.format), options=options)
+        out = av.open(partial.open_path, "w", format=container_format_for(target, config.output.format),
+                      options=options)
     except (av.error.FFmpegError, OSError) as exc:
-        raise OutputError(f"{partial}: cannot be created ({exc}); check the path and free space") from None
+        partial.remove()
+        raise OutputError(f"{partial.path}: cannot be created ({exc}); check the path and free space") from None
     try:
         with av.open(source) as container, av.open(str(files[0])) as first:
             video = out.add_stream_from_template(first.streams.video[0])
             video.time_base = index.time_base
             video.codec_context.framerate = index.average_rate or Fraction(25)
-            copies = add_copies(out, copied_streams(container), target=target,
-                                drop_uncopyable=config.encode.drop_uncopyable, log=log)
+            streams = copied_streams(container)
+            copies = add_copies(out, streams, target=target, drop_uncopyable=config.encode.drop_uncopyable, log=log)
+            tags = tuple((k, v) for k, v in container.metadata.items() if k.lower() not in STALE_CONTAINER_TAGS)
+            carry_container_extras(out, tags, tuple(container.chapters()), streams)
             wanted = [s for s in container.streams if s.index in copies]
             others = (p for p in container.demux(wanted) if p.size) if wanted else iter(())
             _interleave(out, _video_packets(files, stamps, video, index), others, copies)
         out.close()
     except BaseException:
         out.close()
-        partial.unlink(missing_ok=True)
+        partial.remove()
         raise
-    try:
-        os.replace(partial, target)
-    except OSError as exc:
-        raise OutputError(f"{target}: the finished output could not take its name ({exc}); "
-                          f"it is complete at {partial}") from None
+    partial.rename_to_target()
     return target
 
 

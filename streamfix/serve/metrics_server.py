@@ -1,109 +1,116 @@
-"""A Prometheus text endpoint for running streams, on localhost only.
+"""A Prometheus endpoint for running streams, on localhost unless told otherwise.
 
     server = MetricsServer(9108, [pipeline.metrics])      # http://127.0.0.1:9108/metrics
     ...
     server.close()
 
 Media servers scrape it to see each stream's frames, how many were restored or passed
-through, queue depths, stage times and latency. It binds to 127.0.0.1 on purpose:
-the numbers name inputs and outputs, which are nobody else's business; expose them
-further through the server's own reverse proxy if needed.
+through, queue depths, stage times and latency. It binds to 127.0.0.1 by default: the
+numbers name inputs and outputs, which are nobody else's business. A media server
+whose scraper reaches it over another interface (a container's network, a private
+LAN) passes `address` (the CLI's --metrics-address).
 
-The standard library's ThreadingHTTPServer runs on one daemon thread; each scrape
-reads `snapshot()` of every registered StreamMetrics (safe from any thread). Streams
-can be added and removed while it runs (`add`, `remove`).
+prometheus_client writes the exposition format and serves it. The metrics live in a
+registry of the server's own, not prometheus_client's global one, so an embedder's
+own metrics and several servers in one process never collide. Nothing is stored
+between scrapes: each scrape reads `snapshot()` of every registered StreamMetrics
+(safe from any thread), so streams can be added and removed while it runs.
 """
 
 from __future__ import annotations
 
+import socket
 import threading
-from collections.abc import Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from streamfix.core.errors import OptionError
 
 HOST = "127.0.0.1"
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-# name, type, help, how to read it from a snapshot
+# snapshot key -> help text; each is exposed as the counter streamfix_<key>_total
 COUNTERS = (
     ("frames_in", "frames decoded from the input"),
     ("frames_out", "frames written to the output"),
     ("restored", "frames restored by the model"),
+    ("restored_light", "of those, frames restored by the light model (live mode, for lack of time)"),
     ("passed_through", "frames written unrestored (clean, unknown strength, or late)"),
     ("late", "frames passed through because restoring them would have missed the latency budget"),
 )
 
 
-def _escape(value: Any) -> str:
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def _family(kind: type[Metric], name: str, text: str, labels: list[str],
+            samples: Iterable[tuple[list[Any], Any]]) -> Metric:
+    family = kind(f"streamfix_{name}", text, labels=labels)
+    for values, value in samples:
+        family.add_metric([str(v) for v in values], float(value))
+    return family
 
 
-def _labels(**labels: Any) -> str:
-    return "{" + ",".join(f'{key}="{_escape(value)}"' for key, value in labels.items()) + "}"
+class StreamsCollector:
+    """The metrics of every stream `snapshots()` returns, read afresh at each scrape."""
+
+    def __init__(self, snapshots: Callable[[], list[dict[str, Any]]]) -> None:
+        self._snapshots = snapshots
+
+    def collect(self) -> Iterator[Metric]:
+        snaps = self._snapshots()
+        for key, text in COUNTERS:
+            yield _family(CounterMetricFamily, f"{key}_total", text, ["stream"],
+                          (([s["stream"]], s[key]) for s in snaps))
+        yield _family(GaugeMetricFamily, "queue_depth", "items waiting in each queue between the pipeline's threads",
+                      ["stream", "queue"],
+                      (([s["stream"], q], n) for s in snaps for q, n in s["queue_depth"].items()))
+        yield _family(CounterMetricFamily, "stage_seconds_total", "seconds each stage was busy", ["stream", "stage"],
+                      (([s["stream"], st], sec) for s in snaps for st, sec in s["stage_seconds"].items()))
+        yield _family(GaugeMetricFamily, "latency_seconds", "time from decoder to encoder per frame (last, mean, max)",
+                      ["stream", "stat"], (([s["stream"], k], v) for s in snaps for k, v in s["latency_s"].items()))
+        yield _family(GaugeMetricFamily, "running", "1 while the stream is being restored", ["stream"],
+                      (([s["stream"]], int(s["running"])) for s in snaps))
+        yield _family(GaugeMetricFamily, "live", "1 when the stream runs in live mode", ["stream"],
+                      (([s["stream"]], int(s["live"])) for s in snaps))
+        yield _family(GaugeMetricFamily, "engine_info", "the model and engine restoring the stream",
+                      ["stream", "engine", "device", "model"],
+                      (([s["stream"], s["engine"] or "", s["device"] or "", s["model"] or ""], 1) for s in snaps))
 
 
-def render(snapshots: Iterable[dict[str, Any]]) -> str:
-    """Prometheus text exposition format for StreamMetrics snapshots."""
-    snapshots = list(snapshots)
-    lines: list[str] = []
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # a scrape every few seconds is not news
 
-    def family(name: str, kind: str, text: str, samples: list[tuple[str, Any]]) -> None:
-        lines.append(f"# HELP streamfix_{name} {text}")
-        lines.append(f"# TYPE streamfix_{name} {kind}")
-        lines.extend(f"streamfix_{name}{labels} {float(value):g}" for labels, value in samples)
 
-    for key, text in COUNTERS:
-        family(f"{key}_total", "counter", text, [(_labels(stream=s["stream"]), s[key]) for s in snapshots])
-    family("queue_depth", "gauge", "items waiting in each queue between the pipeline's threads",
-           [(_labels(stream=s["stream"], queue=q), n) for s in snapshots for q, n in s["queue_depth"].items()])
-    family("stage_seconds_total", "counter", "seconds each stage was busy",
-           [(_labels(stream=s["stream"], stage=st), sec) for s in snapshots for st, sec in s["stage_seconds"].items()])
-    family("latency_seconds", "gauge", "time from decoder to encoder per frame (last, mean, max)",
-           [(_labels(stream=s["stream"], stat=k), v) for s in snapshots for k, v in s["latency_s"].items()])
-    family("running", "gauge", "1 while the stream is being restored",
-           [(_labels(stream=s["stream"]), int(s["running"])) for s in snapshots])
-    family("live", "gauge", "1 when the stream runs in live mode",
-           [(_labels(stream=s["stream"]), int(s["live"])) for s in snapshots])
-    family("engine_info", "gauge", "the model and engine restoring the stream",
-           [(_labels(stream=s["stream"], engine=s["engine"] or "", device=s["device"] or "",
-                     model=s["model"] or ""), 1) for s in snapshots])
-    return "\n".join(lines) + "\n"
+class _Server(ThreadingWSGIServer):
+    def __init__(self, address: tuple[str, int], family: socket.AddressFamily) -> None:
+        self.address_family = family  # IPv6 addresses need an IPv6 socket
+        super().__init__(address, _QuietHandler)
 
 
 class MetricsServer:
-    """Serves /metrics for `sources` (StreamMetrics) on 127.0.0.1:`port` until `close()`.
+    """Serves /metrics for `sources` (StreamMetrics) on `address`:`port` until `close()`.
 
     Port 0 picks a free port (see `port`). Thread-safe: `add`/`remove` from any thread.
     """
 
-    def __init__(self, port: int, sources: Iterable[Any] = ()) -> None:
+    def __init__(self, port: int, sources: Iterable[Any] = (), *, address: str = HOST) -> None:
         self._sources = list(sources)
         self._lock = threading.Lock()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
-                if self.path.split("?")[0] not in ("/metrics", "/"):
-                    self.send_error(404, "only /metrics is served here")
-                    return
-                body = render(owner.snapshots()).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", CONTENT_TYPE)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # a scrape every few seconds is not news
-
+        self.address = address
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(StreamsCollector(self.snapshots))
         try:
-            self._server = ThreadingHTTPServer((HOST, port), Handler)
+            family, _, _, _, bound = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM,
+                                                        flags=socket.AI_PASSIVE)[0]
+            self._server = _Server((bound[0], port), family)
         except OSError as exc:
-            raise OptionError(f"--metrics-port {port}: cannot listen on {HOST}:{port} ({exc.strerror}); "
-                              f"choose a free port") from None
-        self._server.daemon_threads = True
+            raise OptionError(f"metrics: cannot listen on {address} port {port} ({exc.strerror or exc}); "
+                              f"choose a free --metrics-port, or an address of this machine for "
+                              f"--metrics-address") from None
+        self._server.set_app(make_wsgi_app(self.registry))
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="streamfix-metrics", daemon=True)
@@ -111,7 +118,8 @@ class MetricsServer:
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}/metrics"
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"http://{host}:{self.port}/metrics"
 
     def add(self, metrics: Any) -> None:
         with self._lock:

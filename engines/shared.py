@@ -1,11 +1,12 @@
-"""Several streams in one process, sharing one engine.
+"""One engine shared by several streams in one process.
 
 A media server restoring many streams should not load the model once per stream: a
 GPU holds one engine best, and batching frames from different streams into one
 engine call raises throughput (a GPU is far more efficient on 8 frames than on 1).
 `SharedEngine` is an engine (the same `infer` protocol) that any number of threads
 call at once; each stream's Restorer (one per stream, in that stream's own pipeline
-thread) uses it as if it were its own.
+thread) uses it as if it were its own. Running whole pipelines on it is
+streamfix.serve.streams.run_streams.
 
 How requests are scheduled, and why:
 - Every `infer` call is a request from one caller (its thread). One scheduler thread
@@ -21,10 +22,9 @@ How requests are scheduled, and why:
   call's duration and never more than `gather_ms`. That wait is what lets their
   frames share a call, and it costs each frame a fraction of one call at most.
 - A caller blocks until its own request is done, so each stream's frames come back in
-  the order it sent them; streams are independent of each other's order.
-
-`run_streams` runs one Pipeline per (source, target) pair on its own thread, all
-sharing one engine, and returns their results (or errors) in order.
+  the order it sent them; streams are independent of each other's order. An engine
+  error reaches every caller whose request was in that call; a failure of the
+  scheduler itself, or closing the engine, reaches every caller still waiting.
 
 Thread-safety: `SharedEngine.infer` from any number of threads; `stats()` from any.
 """
@@ -40,9 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from streamfix.core.weights import load_model
-
-POLL_S = 0.1
+from streamfix.core.threads import POLL_S, Control, Stopped, Worker
+from streamfix.engines.base import Engine
+from streamfix.engines.wrapper import EngineWrapper
 
 
 class _Request:
@@ -55,7 +55,7 @@ class _Request:
         self.done = threading.Event()
 
 
-class SharedEngine:
+class SharedEngine(EngineWrapper):
     """One model and engine for many streams; see the module docstring.
 
     `SharedEngine.load(model, engine=..., device=..., max_batch=...)` loads a model
@@ -64,20 +64,20 @@ class SharedEngine:
     Restorer (`Restorer(engine=shared)`) or Pipeline (`Pipeline(..., engine=shared)`).
     """
 
-    def __init__(self, engine: Any, info: Any, *, max_batch: int = 8, gather_ms: float = 50.0,
+    def __init__(self, engine: Engine, info: Any, *, max_batch: int = 8, gather_ms: float = 50.0,
                  fallbacks: Sequence[Any] = ()) -> None:
         """Share a not-yet-entered `engine` running the model described by `info`."""
-        self._engine, self.info = engine, info
+        super().__init__(engine)
+        self.info = info
         self.gather_s = gather_ms / 1000.0
         self._last_seen: dict[int, float] = {}  # caller -> when it last sent a request
         self._last_call_s = 0.0
         self.fallbacks = list(fallbacks)
-        self.name, self.device = engine.name, engine.device
         self.max_batch = max_batch
         self._queues: OrderedDict[int, deque[_Request]] = OrderedDict()
         self._cond = threading.Condition()
-        self._closed = False
-        self._thread: threading.Thread | None = None
+        self._control = Control()  # `stop`: closed, or the scheduler failed
+        self._scheduler: Worker | None = None
         self.calls = 0
         self.planes = 0
 
@@ -86,6 +86,7 @@ class SharedEngine:
              max_batch: int = 8, tile: int = 0, engine_configs: Mapping[str, Any] | None = None,
              gather_ms: float = 50.0, log: Callable[[str], None] = print) -> "SharedEngine":
         """Load `model` and choose its engine as the Restorer would."""
+        from streamfix.core.weights import load_model
         from streamfix.engines.select import choose
 
         network, info = load_model(model)
@@ -96,18 +97,17 @@ class SharedEngine:
     # --- lifetime -----------------------------------------------------------------
 
     def __enter__(self) -> "SharedEngine":
-        self._engine.__enter__()
-        self._thread = threading.Thread(target=self._serve, name="streamfix-shared-engine", daemon=True)
-        self._thread.start()
+        super().__enter__()
+        self._scheduler = Worker("shared-engine", self._serve, self._control).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         with self._cond:
-            self._closed = True
+            self._control.stop.set()
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join()
-        self._engine.__exit__(None, None, None)
+        if self._scheduler is not None:
+            self._scheduler.thread.join()
+        super().__exit__(*exc)
 
     # --- callers --------------------------------------------------------------------
 
@@ -116,14 +116,17 @@ class SharedEngine:
         request = _Request(batch)
         caller = threading.get_ident()
         with self._cond:
-            if self._closed or self._thread is None:
+            if self._scheduler is None or self._control.stop.is_set():
                 raise RuntimeError("the shared engine is not running; use it inside `with SharedEngine(...)`")
             self._queues.setdefault(caller, deque()).append(request)
             self._last_seen[caller] = time.monotonic()
             self._cond.notify_all()
-        while not request.done.wait(POLL_S):
-            if self._thread is not None and not self._thread.is_alive():
-                raise RuntimeError("the shared engine's scheduler stopped")
+        try:
+            self._control.wait(request.done.wait)
+        except Stopped:
+            if self._control.failure is None:
+                raise RuntimeError("the shared engine was closed") from None
+            raise self._control.failure.caller_error()
         if request.error is not None:
             raise request.error
         return request.result  # type: ignore[return-value]
@@ -134,12 +137,13 @@ class SharedEngine:
 
     # --- the scheduler ------------------------------------------------------------------
 
-    def _serve(self) -> None:
+    def _serve(self, worker: Worker) -> None:
+        stop = self._control.stop
         while True:
             with self._cond:
-                while not self._closed and not any(self._queues.values()):
+                while not stop.is_set() and not any(self._queues.values()):
                     self._cond.wait(POLL_S)
-                if self._closed:
+                if stop.is_set():
                     self._fail_waiting(RuntimeError("the shared engine was closed"))
                     return
                 self._gather()
@@ -153,7 +157,7 @@ class SharedEngine:
         recently = max(1.0, 3 * self._last_call_s)
         active = {c for c, seen in self._last_seen.items() if now - seen < recently}
         give_up = now + min(self.gather_s, 0.5 * self._last_call_s)
-        while not self._closed and len(active - {c for c, q in self._queues.items() if q}) > 0:
+        while not self._control.stop.is_set() and len(active - {c for c, q in self._queues.items() if q}) > 0:
             left = give_up - time.monotonic()
             if left <= 0:
                 return
@@ -191,7 +195,7 @@ class SharedEngine:
         try:
             batch = requests[0].batch if len(requests) == 1 else np.concatenate([r.batch for r in requests])
             start = time.perf_counter()
-            outputs = self._engine.infer(batch)
+            outputs = self.inner.infer(batch)
             self._last_call_s = time.perf_counter() - start
         except BaseException as exc:  # noqa: BLE001 - every waiting caller gets it
             for request in requests:
@@ -212,48 +216,3 @@ class SharedEngine:
                 request.error = error
                 request.done.set()
         self._queues.clear()
-
-
-def run_streams(pairs: Sequence[tuple[Any, Any]], config: Any = None, *, max_batch: int | None = None,
-                metrics_port: int | None = None, log: Callable[[str], None] = print) -> list[Any]:
-    """Restore every (source, target) pair at once, one pipeline thread set per
-    stream, all sharing one engine. Returns, per pair in order, its RunResult or the
-    exception that ended it (one stream failing does not stop the others).
-
-    `config` is one RunConfig for all (its model, engine, device, batch, ...);
-    `max_batch` (default: batch x streams, at most 16) bounds an engine call across
-    streams; `metrics_port` serves every stream's metrics on 127.0.0.1."""
-    from streamfix.pipeline.pipeline import Pipeline
-    from streamfix.restore.restorer import VIDEO_MODEL
-    from streamfix.pipeline.run_config import RunConfig, engine_configs
-
-    config = config or RunConfig()
-    max_batch = max_batch or min(16, config.batch * max(1, len(pairs)))
-    results: list[Any] = [None] * len(pairs)
-    with SharedEngine.load(config.model or VIDEO_MODEL, engine=config.engine, device=config.device,
-                      max_batch=max_batch, tile=config.tile, engine_configs=engine_configs(config),
-                      log=log) as shared:
-        pipelines = [Pipeline(source, target, config, engine=shared, quiet=True, log=log, name=f"stream{i}")
-                     for i, (source, target) in enumerate(pairs)]
-        server = None
-        if metrics_port is not None:
-            from streamfix.serve.metrics_server import MetricsServer
-
-            server = MetricsServer(metrics_port, [p.metrics for p in pipelines])
-
-        def run_one(i: int) -> None:
-            try:
-                results[i] = pipelines[i].run()
-            except BaseException as exc:  # noqa: BLE001 - reported per stream
-                results[i] = exc
-
-        threads = [threading.Thread(target=run_one, args=(i,), name=f"streamfix-stream{i}") for i in range(len(pairs))]
-        try:
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-        finally:
-            if server is not None:
-                server.close()
-    return results

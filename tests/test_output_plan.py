@@ -1,0 +1,72 @@
+"""The default output: the input's video copied when there is nothing to restore,
+otherwise encoded at a CRF that fits the input's quantizer (pipeline/output_plan.py).
+
+The bug this answers: the old fixed x264 CRF 16 re-encode took 1.0-1.6 dB from a
+clean x264 CRF 18 clip that the model had left untouched, so "no harm to good video"
+held only with a lossless output codec.
+"""
+
+from __future__ import annotations
+
+import json
+
+import av
+import pytest
+
+import mediagen as mg
+from streamfix.cli.main import main
+from streamfix.pipeline.output_plan import COPY_BELOW_QP, CRF_BELOW_QP, MAX_CRF, plan_output
+
+CPU = ["--engine", "torch", "--device", "cpu", "--quiet"]
+
+
+def _packets(path, kind):
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0] if kind == "video" else c.streams.audio[0]
+        return [(bytes(p), p.pts, p.dts) for p in c.demux(stream) if p.size]
+
+
+def _run(source, target, stats, *flags):
+    assert main(["run", str(source), str(target), *CPU, "--stats", str(stats), *flags]) == 0
+    return json.loads(stats.read_text())
+
+
+def test_a_clean_clip_is_copied_bit_for_bit_with_its_audio(tmp_path):
+    clip = mg.write_clip(tmp_path / "clean.mp4", width=96, height=64, frames=20, audio=True,
+                         encoder_options={"crf": "12"})
+    report = _run(clip.path, tmp_path / "out.mp4", tmp_path / "s.json")
+    assert report["output_video"]["mode"] == "copy" and report["output_video"]["mean_qp"] < COPY_BELOW_QP
+    assert report["restored"] == 0 and report["frames_out"] == 20
+    assert _packets(tmp_path / "out.mp4", "video") == _packets(clip.path, "video")
+    assert _packets(tmp_path / "out.mp4", "audio") == _packets(clip.path, "audio")
+    assert not (tmp_path / "out.partial.mp4").exists()
+
+
+@pytest.mark.parametrize("codec, suffix", [("libvpx-vp9", ".webm"), ("libvpx", ".mkv")])
+def test_codecs_without_a_usable_quantizer_are_copied(tmp_path, codec, suffix):
+    """VP9 and VP8 frames pass through unrestored, so re-encoding them could only lose."""
+    clip = mg.write_clip(tmp_path / f"in{suffix}", width=64, height=48, frames=10, codec=codec)
+    report = _run(clip.path, tmp_path / f"out{suffix}", tmp_path / "s.json")
+    assert report["output_video"]["mode"] == "copy" and report["output_video"]["mean_qp"] is None
+    assert _packets(tmp_path / f"out{suffix}", "video") == _packets(clip.path, "video")
+
+
+def test_a_low_bitrate_clip_is_restored_and_encoded_at_a_crf_from_its_quantizer(tmp_path):
+    clip = mg.write_clip(tmp_path / "bad.mp4", width=64, height=48, frames=8, encoder_options={"crf": "42"})
+    report = _run(clip.path, tmp_path / "out.mp4", tmp_path / "s.json")
+    plan = report["output_video"]
+    assert plan["mode"] == "encode" and report["restored"] > 0
+    assert plan["crf"] == min(MAX_CRF, max(0, round(plan["mean_qp"]) - CRF_BELOW_QP))
+
+
+def test_an_explicit_crf_is_the_users_choice(tmp_path):
+    clip = mg.write_clip(tmp_path / "clean.mp4", width=64, height=48, frames=6, encoder_options={"crf": "12"})
+    report = _run(clip.path, tmp_path / "out.mp4", tmp_path / "s.json", "--crf", "20")
+    assert report["output_video"] is None
+
+
+def test_stills_and_jpeg_video_are_not_planned(tmp_path):
+    from PIL import Image
+
+    Image.new("L", (32, 32), 128).save(tmp_path / "a.jpg", quality=30)
+    assert plan_output(tmp_path / "a.jpg") is None

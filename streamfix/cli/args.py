@@ -39,6 +39,21 @@ def positive_float(text: str) -> float:
     return value
 
 
+def gate(text: str) -> str | float:
+    """--gate: auto, off, or a mean QP (0-63)."""
+    from streamfix.core.options import GATE_NAMES, MAX_QP
+
+    if text in GATE_NAMES:
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto, off or a mean QP, got {text!r}") from None
+    if not 0 <= value <= MAX_QP:
+        raise argparse.ArgumentTypeError(f"a mean QP is from 0 to {MAX_QP}, got {text}")
+    return value
+
+
 def port(text: str) -> int:
     value = whole_number(text)
     if not 1 <= value <= 65535:

@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from streamfix.cli.args import non_negative_int, port, positive_float, positive_int
+from streamfix.cli.args import gate, non_negative_int, port, positive_float, positive_int
 from streamfix.cli.fleet_commands import (add_batch, add_scale_flags, add_serve, cmd_batch, cmd_run_in_pieces,
                                          cmd_serve, scale_overrides)
 from streamfix.cli.machine import add_engine, add_info, cmd_engine, cmd_info
@@ -66,6 +66,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tile", type=non_negative_int, help="tile side in pixels (0: whole frames)")
     p.add_argument("--chroma", choices=CHROMA_MODES, help="how chroma planes are treated (default: stills)")
     p.add_argument("--tier", choices=TIERS, help="model tier: full, light or auto (default: auto; live mode uses the light model for frames the full one cannot finish in time)")
+    p.add_argument("--gate", type=gate, metavar="auto|off|QP",
+                   help="clean-frame gate of the video model: auto (frames under mean QP 24 pass through), off "
+                        "(restore every frame), or a mean QP; for encoders whose QPs read unlike x264's")
     p.add_argument("--jpeg-quality", type=positive_int, help="JPEG quality to assume for inputs without one")
     p.add_argument("--codec", help="video encoder, e.g. libx264, libx265, ffv1")
     p.add_argument("--crf", type=non_negative_int, help="encoder quality (x264: 0-51, lower is better)")
@@ -124,7 +127,8 @@ def _run_config(args: argparse.Namespace):
     output_options = {**config.output.options, **parse_options(args.output_option, "--output-option")}
     return with_overrides(
         config, model=args.model, engine=args.engine, precision=args.precision, device=args.device,
-        batch=args.batch, tile=args.tile, chroma=args.chroma, tier=args.tier, jpeg_quality=args.jpeg_quality,
+        batch=args.batch, tile=args.tile, chroma=args.chroma, tier=args.tier, gate=args.gate,
+        jpeg_quality=args.jpeg_quality,
         encode={"codec": args.codec, "crf": args.crf, "bitrate": args.bitrate, "preset": args.preset,
                 "pix_fmt": args.pix_fmt},
         input={"format": args.input_format, "options": input_options, "timeout_s": args.input_timeout,

@@ -45,3 +45,22 @@ LIGHT_SUFFIX = "-lite"
 # calls per 32x32 pixels.
 MAX_BATCH = 64
 MIN_TILE, MAX_TILE = 32, 16384
+
+# The clean-frame gate of QP-conditioned models: frames whose mean QP is under the
+# gate pass through unrestored. auto: the calibrated CLEAN_QP (restore/conditioning.py);
+# off: every frame whose quantizer is known is restored; a number: that mean QP.
+GateName = Literal["auto", "off"]
+GATE_NAMES: tuple[str, ...] = get_args(GateName)
+MAX_QP = 63  # H.264/HEVC 8-bit QPs end at 51, 10-bit at 63
+
+
+def gate_qp(gate: str | float, calibrated: float) -> float | None:
+    """The mean QP under which frames pass through (None: no gate) for a `gate`
+    setting; `calibrated` is what "auto" means."""
+    if gate == "auto":
+        return calibrated
+    if gate == "off":
+        return None
+    if isinstance(gate, bool) or not isinstance(gate, (int, float)) or not 0 <= gate <= MAX_QP:
+        raise ValueError(f"gate must be auto, off or a mean QP from 0 to {MAX_QP}, got {gate!r}")
+    return float(gate)

@@ -73,6 +73,11 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
                 errors.append(str(exc))
         raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
     if origin is typing.Literal:
+        # YAML 1.1 reads an unquoted on/off/yes/no as true/false: `mode: off` means
+        # the word wherever the choices include it.
+        if isinstance(value, bool):
+            words = [w for w in (("on", "yes", "true") if value else ("off", "no", "false")) if w in typing.get_args(hint)]
+            value = words[0] if words else value
         if value not in typing.get_args(hint):
             raise ConfigError(f"{where}: {value!r} is not one of {list(typing.get_args(hint))}")
         return value

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from streamfix.core.options import gate_qp
 from streamfix.media import endpoints
 from streamfix.media.encoding import FALLBACK_CRF, EncodeConfig
 from streamfix.media.reader import open_input
@@ -82,7 +83,7 @@ def settle_for_pieces(source: str | Path, target: str | Path, config: Any) -> tu
     plan = None
     if applies(source, target, config.encode, model=config.model, custom_stages=not only_restores(config)):
         try:
-            plan = plan_output(source)
+            plan = plan_output(source, config.gate)
         except Exception:  # noqa: BLE001 - the pieces' own runs will say what is wrong with the input
             plan = None
     if plan is not None and plan.mode == "copy":
@@ -110,17 +111,26 @@ def probe_mean_qp(source: str | Path, frames: int = PROBE_FRAMES) -> tuple[float
         return (float(np.mean(qps)) if qps else None), video.codec_name, video.is_still
 
 
-def plan_output(source: str | Path) -> OutputPlan | None:
+def copy_below(gate: str | float) -> float | None:
+    """The mean QP under which the video is copied, for a `gate` setting: with the
+    user's own gate, never above it (frames they want restored are restored), and
+    with the gate off, never (copying is then only for codecs without a quantizer)."""
+    qp = gate_qp(gate, COPY_BELOW_QP)
+    return None if qp is None else min(qp, COPY_BELOW_QP)
+
+
+def plan_output(source: str | Path, gate: str | float = "auto") -> OutputPlan | None:
     """The plan for `source`, or None where it is not ours to decide (stills, JPEG)."""
     mean_qp, codec, still = probe_mean_qp(source)
+    threshold = copy_below(gate)
     if still or codec in JPEG_CODECS:
         return None
     if mean_qp is None:
         return OutputPlan("copy", None, None, f"{codec} exports no quantizer the model can use, so no frame "
                                               "would be restored: the input's video is copied unchanged")
-    if mean_qp < COPY_BELOW_QP:
+    if threshold is not None and mean_qp < threshold:
         return OutputPlan("copy", None, round(mean_qp, 2),
-                          f"mean QP {mean_qp:.1f} is under {COPY_BELOW_QP:g}: the input is clean enough that "
+                          f"mean QP {mean_qp:.1f} is under {threshold:g}: the input is clean enough that "
                           "restoring would gain less than re-encoding costs; its video is copied unchanged")
     crf = int(min(MAX_CRF, max(0, round(mean_qp) - CRF_BELOW_QP)))
     return OutputPlan("encode", crf, round(mean_qp, 2),
@@ -141,7 +151,7 @@ def settle_output(pipeline: Any, *, custom_stages: bool, log: Callable[[str], No
                                     custom_stages=custom_stages or not only_restores(config)):
         return None
     try:
-        plan = plan_output(pipeline.source)
+        plan = plan_output(pipeline.source, config.gate)
     except Exception:  # noqa: BLE001 - the run itself will say what is wrong with the input
         return None
     if plan is None:

@@ -119,7 +119,7 @@ class Pipeline:
     def _make_restorer(self) -> Restorer:
         c = self.config
         return Restorer(c.model, engine=self._engine or c.engine, device=c.device, batch=c.batch, tile=c.tile,
-                        chroma=c.chroma, ensemble=c.ensemble, tier=c.tier, jpeg_quality=c.jpeg_quality,
+                        chroma=c.chroma, ensemble=c.ensemble, tier=c.tier, gate=c.gate, jpeg_quality=c.jpeg_quality,
                         precision=c.precision, engine_configs=engine_configs(c), log=lambda line: self._emit(line))
 
     def _open_reader(self) -> MediaReader:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from streamfix.core.options import (MAX_BATCH, MAX_TILE, MIN_TILE, BACKEND_NAMES, ChromaMode, EngineName,
-                                    EnsembleMode, PrecisionName, TierName)
+                                    EnsembleMode, GateName, PrecisionName, TierName, gate_qp)
 from streamfix.core.yaml_config import ConfigError, from_dict, load_yaml
 from streamfix.media.writer import EncodeConfig
 from streamfix.pipeline.scale_config import ScaleConfig
@@ -121,6 +121,11 @@ class RunConfig:
     # or auto: the full model, and in live mode the light one for frames the full
     # model cannot finish before their deadline.
     tier: TierName = "auto"
+    # The clean-frame gate of the video model: auto (frames under mean QP 24, the
+    # calibrated point where its gain turns positive, pass through), off (restore every
+    # frame whose quantizer is known), or a mean QP of your own. For encoders whose QP
+    # statistics differ from x264's (hardware encoders: flat or frame-type offset QPs).
+    gate: GateName | float = "auto"
     # JPEG quality assumed for inputs that carry none (a PNG saved from a JPEG);
     # null leaves such inputs untouched.
     jpeg_quality: int | None = None
@@ -142,6 +147,7 @@ class RunConfig:
             raise ValueError(f"batch_timeout_ms must be 0 or more, got {self.batch_timeout_ms}")
         if self.tile != 0 and not MIN_TILE <= self.tile <= MAX_TILE:
             raise ValueError(f"tile must be 0 (whole frames) or from {MIN_TILE} to {MAX_TILE} pixels, got {self.tile}")
+        gate_qp(self.gate, 0.0)  # raises ValueError on a bad value
         if self.jpeg_quality is not None and not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be between 1 and 100, got {self.jpeg_quality}")
         unknown = sorted(set(self.engines) - set(BACKEND_NAMES))

@@ -89,13 +89,15 @@ def model_input(info: ModelInfo, plane: np.ndarray, bits: int = 8, **strength) -
     return stack_input(plane_to_unit(plane, bits), condition_plane(info, *plane.shape, **strength))
 
 
-def needs_restoring(info: ModelInfo, *, qp_map: np.ndarray | None = None, frame_qp: float | None = None) -> bool:
-    """False for frames a QP-conditioned model should leave alone: near-lossless ones,
-    and ones whose strength is unknown (restoring blind could destroy clean video)."""
+def needs_restoring(info: ModelInfo, *, qp_map: np.ndarray | None = None, frame_qp: float | None = None,
+                    clean_qp: float | None = CLEAN_QP) -> bool:
+    """False for frames a QP-conditioned model should leave alone: near-lossless ones
+    (mean QP under `clean_qp`; None: no such gate, the user's `--gate off`), and ones
+    whose strength is unknown (restoring blind could destroy clean video)."""
     if info.conditioning != "qp":
         return True
     if qp_map is not None:
-        return float(np.mean(qp_map)) >= CLEAN_QP
+        return clean_qp is None or float(np.mean(qp_map)) >= clean_qp
     if frame_qp is not None:
-        return frame_qp >= CLEAN_QP
+        return clean_qp is None or frame_qp >= clean_qp
     return False

@@ -32,7 +32,7 @@ from typing import Any
 import av
 import numpy as np
 
-from streamfix.core.options import CHROMA_MODES, ENSEMBLE_MODES, LIGHT_SUFFIX, TIERS
+from streamfix.core.options import CHROMA_MODES, ENSEMBLE_MODES, LIGHT_SUFFIX, TIERS, gate_qp
 from streamfix.restore import conditioning
 from streamfix.restore.frame_planes import SplitFrame, condition_for_plane, split_frame
 from streamfix.restore.strength import StreamStrength, Strength, strength_of_frame
@@ -86,7 +86,9 @@ class Restorer:
                  batch: int = 4, tile: int = 0, chroma: str = "passthrough",
                  jpeg_quality: int | None = None, engine_configs: Mapping[str, Any] | None = None,
                  ensemble: str = "stills", tier: str = "auto", precision: str = "auto",
-                 log: Callable[[str], None] = print) -> None:
+                 gate: str | float = "auto", log: Callable[[str], None] = print) -> None:
+        # The clean-frame gate (core/options.py gate_qp): raises on a bad setting.
+        self._clean_qp = gate_qp(gate, conditioning.CLEAN_QP)
         if tier not in TIERS:
             raise ValueError(f"tier must be one of {TIERS}, got {tier!r}")
         if ensemble not in ENSEMBLE_MODES:
@@ -283,7 +285,7 @@ class Restorer:
             self._warned_unknown = True
             self._log(f"streamfix: {self._codec or 'this'} video carries no quantizer map that model {info.name} "
                       "can read and none can be estimated, so such frames pass through unrestored")
-        if not needs_restoring(info, qp_map=s.qp_map, frame_qp=s.frame_qp):
+        if not needs_restoring(info, qp_map=s.qp_map, frame_qp=s.frame_qp, clean_qp=self._clean_qp):
             return None
         return s
 

@@ -308,6 +308,10 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", default="auto", choices=ENGINE_NAMES)
     p.add_argument("--precision", default="auto", choices=PRECISION_NAMES)
     p.add_argument("--chroma", choices=CHROMA_MODES, help="what to do with colour planes")
+    p.add_argument("--tier", choices=TIERS, help="full or light model (default: full)")
+    p.add_argument("--gate", type=gate, metavar="auto|off|QP", help="the video model's clean-frame gate")
+    p.add_argument("--lossless-only", action="store_true",
+                   help="videos: skip the second measurement, a real run with the default output encoder")
     p.add_argument("--out", type=Path, default=Path("eval-out"), help="output folder (default: eval-out)")
 
 
@@ -315,11 +319,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from streamfix.quality.evaluate import VideoSetting, evaluate
 
     options = {"model": args.model, "engine": args.engine, "precision": args.precision}
-    if args.chroma:
-        options["chroma"] = args.chroma
+    for name in ("chroma", "tier", "gate"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
     evaluate(images=args.images, qualities=args.quality, videos=args.video,
              settings=[VideoSetting.parse(s) for s in args.setting], out_dir=args.out,
-             restorer_options=options, log=lambda line: print(line, file=sys.stderr))
+             restorer_options=options, delivered_output=not args.lossless_only,
+             log=lambda line: print(line, file=sys.stderr))
     print(f"report: {args.out / 'report.md'}")
     return 0
 

@@ -31,6 +31,7 @@ from streamfix.core.jpeg import load_luma
 from streamfix.media.crf_encode import encode_at_crf
 from streamfix.media.planes import plane_to_array, reformat
 from streamfix.media.reader import DecodedFrame, MediaReader
+from streamfix.quality.delivered import delivered
 from streamfix.quality.measures import all_metrics
 from streamfix.restore.restorer import Restorer
 
@@ -68,6 +69,9 @@ class Tally:
     compressed: list[dict[str, float]] = field(default_factory=list)
     restored: list[dict[str, float]] = field(default_factory=list)
     restored_count: int = 0  # items the model actually changed (the rest passed through)
+    # Videos: the output of a real run with the default encoder (delivered.py).
+    delivered: list[dict[str, float]] = field(default_factory=list)
+    output_video: dict | None = None
 
     def add(self, reference: np.ndarray, compressed: np.ndarray, restored: np.ndarray) -> None:
         self.compressed.append(all_metrics(reference, compressed))
@@ -79,8 +83,13 @@ class Tally:
             return {m: float(np.mean([r[m] for r in rows])) for m in METRICS}
 
         comp, rest = mean(self.compressed), mean(self.restored)
-        return {"count": len(self.compressed), "restored_count": self.restored_count,
-                "compressed": comp, "restored": rest, "gain": {m: rest[m] - comp[m] for m in METRICS}}
+        summary = {"count": len(self.compressed), "restored_count": self.restored_count,
+                   "compressed": comp, "restored": rest, "gain": {m: rest[m] - comp[m] for m in METRICS}}
+        if self.delivered:
+            out = mean(self.delivered)
+            summary.update(delivered=out, delivered_gain={m: out[m] - comp[m] for m in METRICS},
+                           output_video=self.output_video)
+        return summary
 
 
 # ----------------------------------------------------------------------------- images
@@ -143,7 +152,10 @@ def encode_video(frames: list[av.VideoFrame], setting: VideoSetting, path: Path)
     encode_at_crf(frames, path, codec=setting.codec, crf=setting.crf, preset=setting.preset)
 
 
-def evaluate_video(restorer: Restorer, source: Path, settings: list[VideoSetting], crops: list) -> dict:
+def evaluate_video(restorer: Restorer, source: Path, settings: list[VideoSetting], crops: list,
+                   options: dict | None = None) -> dict:
+    """Per setting: the model's gain (restored frames, as a lossless output holds them)
+    and, unless `options` is None, the gain of a real run's default output (delivered.py)."""
     frames = source_frames(source)
     references = [plane_to_array(f, 0) for f in frames]
     results = {}
@@ -164,6 +176,9 @@ def evaluate_video(restorer: Restorer, source: Path, settings: list[VideoSetting
                     if d.index == len(decoded) // 2:
                         crops.append((f"{Path(source).name} {setting} frame {d.index}", references[d.index],
                                       plane_to_array(d.frame, 0), plane_to_array(restored, 0)))
+            if options is not None:
+                got = delivered(path, references, options, Path(tmp))
+                tally.delivered, tally.output_video = got["metrics"], got["output_video"]
             results[str(setting)] = tally.summary()
     return results
 
@@ -201,21 +216,34 @@ def side_by_side_png(crops: list, path: Path, size: int = 96, zoom: int = 3) -> 
     sheet.save(path)
 
 
+def _output_video(plan: dict | None) -> str:
+    if not plan:
+        return "-"
+    return "copied" if plan.get("mode") == "copy" else f"CRF {plan.get('crf')}"
+
+
 def markdown_table(results: dict) -> str:
-    lines = ["| input | setting | n | compressed PSNR / SSIM / PSNR-B | restored PSNR / SSIM / PSNR-B | gain (dB) | restored frames |",
-             "|---|---|---|---|---|---|---|"]
+    """One row per input and setting. "restored" is what a lossless output holds;
+    "default output" is what a real run writes with the default encoder (videos)."""
+    lines = ["| input | setting | n | compressed PSNR / SSIM / PSNR-B | restored PSNR / SSIM / PSNR-B | gain (dB) "
+             "| default output PSNR / SSIM / PSNR-B | gain (dB) | output | restored frames |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for group, settings in results.items():
         for setting, r in settings.items():
             c, o, g = r["compressed"], r["restored"], r["gain"]
+            d, dg = r.get("delivered"), r.get("delivered_gain")
+            shown = (f"{d['psnr']:.2f} / {d['ssim']:.4f} / {d['psnr_b']:.2f} | {dg['psnr']:+.2f}" if d else "- | -")
             lines.append(f"| {group} | {setting} | {r['count']} | {c['psnr']:.2f} / {c['ssim']:.4f} / {c['psnr_b']:.2f} "
-                         f"| {o['psnr']:.2f} / {o['ssim']:.4f} / {o['psnr_b']:.2f} | {g['psnr']:+.2f} | {r['restored_count']}/{r['count']} |")
+                         f"| {o['psnr']:.2f} / {o['ssim']:.4f} / {o['psnr_b']:.2f} | {g['psnr']:+.2f} | {shown} "
+                         f"| {_output_video(r.get('output_video'))} | {r['restored_count']}/{r['count']} |")
     return "\n".join(lines) + "\n"
 
 
 def evaluate(*, images: list[Path] = (), qualities: list[int] = (10,), videos: list[Path] = (),
              settings: list[VideoSetting] = (), out_dir: Path, restorer_options: dict | None = None,
-             log=print) -> dict:
-    """Run the evaluation and write report.md, results.json and crops.png to out_dir."""
+             delivered_output: bool = True, log=print) -> dict:
+    """Run the evaluation and write report.md, results.json and crops.png to out_dir.
+    `delivered_output`: also measure a real run's default output for each video."""
     if not images and not videos:
         raise OptionError("nothing to evaluate: give --images FOLDER and/or --video SOURCE")
     if videos and not settings:
@@ -233,7 +261,8 @@ def evaluate(*, images: list[Path] = (), qualities: list[int] = (10,), videos: l
     for source in videos:
         with Restorer(**options) as restorer:
             log(f"eval: {source} at {', '.join(map(str, settings))}")
-            results[Path(source).name] = evaluate_video(restorer, Path(source), list(settings), crops)
+            results[Path(source).name] = evaluate_video(restorer, Path(source), list(settings), crops,
+                                                        options=None if not delivered_output else options)
     table = markdown_table(results)
     (out_dir / "report.md").write_text(
         f"# streamfix eval\n\nmodel: {options.get('model') or 'default for each input'}, "

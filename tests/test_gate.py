@@ -83,3 +83,26 @@ def test_bad_gate_flag_is_one_line_and_exit_2(tmp_path, value):
                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert run.returncode == 2
     assert len(run.stderr.strip().splitlines()) == 1 and "--gate" in run.stderr
+
+
+def test_b_frames_read_as_no_cleaner_than_their_references(tmp_path, cpu_config):
+    """x264 set up like a hardware encoder: constant QP 26, B-frames at QP 20 and 23
+    (pbratio 0.5). The calibrated gate used to pass the B-frames through; they are
+    restored now, as their P-frames are. --gate QP over the references' QP still wins."""
+    from streamfix.media.reader import DecodedFrame, open_input
+    from streamfix.restore.strength import StreamStrength, picture_kind
+
+    clip = mg.write_clip(tmp_path / "in.mkv", frames=12, width=128, height=96, encoder_options={
+        "x264-params": "qp=26:ipratio=1.0:pbratio=0.5:aq-mode=0:b-adapt=0:bframes=2:scenecut=0"})
+    with open_input(clip.path) as reader:
+        strengths = StreamStrength(reader.video.codec_name)
+        seen = [(picture_kind(d.frame.pict_type), strengths.of(d)) for d in reader.items()
+                if isinstance(d, DecodedFrame)]
+    b_frames = [s for kind, s in seen if kind == "B"]
+    assert b_frames and all(s.mean_qp < CLEAN_QP <= s.reference_qp for s in b_frames)
+    assert all(s.reference_qp is None for kind, s in seen if kind != "B")
+
+    config = dataclasses.replace(cpu_config, encode=EncodeConfig(codec="ffv1", crf=None))
+    counts = {gate: Pipeline(clip.path, tmp_path / f"out-{gate}.mkv", dataclasses.replace(config, gate=gate),
+                             quiet=True).run().restored for gate in ("auto", 27.0)}
+    assert counts == {"auto": 12, 27.0: 0}

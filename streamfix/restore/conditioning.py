@@ -90,14 +90,19 @@ def model_input(info: ModelInfo, plane: np.ndarray, bits: int = 8, **strength) -
 
 
 def needs_restoring(info: ModelInfo, *, qp_map: np.ndarray | None = None, frame_qp: float | None = None,
-                    clean_qp: float | None = CLEAN_QP) -> bool:
+                    clean_qp: float | None = CLEAN_QP, reference_qp: float | None = None) -> bool:
     """False for frames a QP-conditioned model should leave alone: near-lossless ones
     (mean QP under `clean_qp`; None: no such gate, the user's `--gate off`), and ones
-    whose strength is unknown (restoring blind could destroy clean video)."""
+    whose strength is unknown (restoring blind could destroy clean video). A B-frame's
+    `reference_qp` (restore/strength.py) counts as its level when it is higher."""
     if info.conditioning != "qp":
         return True
     if qp_map is not None:
-        return clean_qp is None or float(np.mean(qp_map)) >= clean_qp
-    if frame_qp is not None:
-        return clean_qp is None or frame_qp >= clean_qp
-    return False
+        level = float(np.mean(qp_map))
+    elif frame_qp is not None:
+        level = frame_qp
+    else:
+        return False
+    if reference_qp is not None:
+        level = max(level, reference_qp)
+    return clean_qp is None or level >= clean_qp

@@ -285,7 +285,8 @@ class Restorer:
             self._warned_unknown = True
             self._log(f"streamfix: {self._codec or 'this'} video carries no quantizer map that model {info.name} "
                       "can read and none can be estimated, so such frames pass through unrestored")
-        if not needs_restoring(info, qp_map=s.qp_map, frame_qp=s.frame_qp, clean_qp=self._clean_qp):
+        if not needs_restoring(info, qp_map=s.qp_map, frame_qp=s.frame_qp, clean_qp=self._clean_qp,
+                               reference_qp=s.reference_qp):
             return None
         return s
 

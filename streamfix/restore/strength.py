@@ -30,6 +30,16 @@ class Strength:
     qp_map: np.ndarray | None = None
     frame_qp: float | None = None
     jpeg_quality: int | None = None
+    # B-frames: the mean QP of the reference (I/P) frame shown last before it. The
+    # clean-frame gate reads a B-frame as no cleaner than that (see StreamStrength).
+    reference_qp: float | None = None
+
+    @property
+    def mean_qp(self) -> float | None:
+        """The frame's own mean QP (map or estimate), None when unknown."""
+        if self.qp_map is not None:
+            return float(np.mean(self.qp_map))
+        return self.frame_qp
 
 
 def strength_of_frame(frame: Any, *, qp_map: np.ndarray | None = None, frame_qp: float | None = None,
@@ -46,17 +56,33 @@ def strength_of_frame(frame: Any, *, qp_map: np.ndarray | None = None, frame_qp:
 
 class StreamStrength:
     """Strengths of one stream's decoded frames (the reader's DecodedFrames, which
-    carry the QP map, the coded packet size and the JPEG quality)."""
+    carry the QP map, the coded packet size and the JPEG quality).
+
+    Why B-frames carry `reference_qp`: a B-frame is predicted from its reference
+    frames and keeps their artifacts wherever it copies from them, whatever QP its
+    own (often mostly skipped) macroblocks report. x264 codes B-frames at a higher
+    QP than their references, so for x264 nothing changes; other encoders do not:
+    an Intel hardware H.264 stream reported QP 13 in every macroblock of B-frames
+    that sat at 32-36 dB between P-frames of QP 30 and more, and the gate passed
+    them through. The gate therefore reads a B-frame's level as the larger of its
+    own mean QP and that of the reference frame shown last before it."""
 
     def __init__(self, codec_name: str | None = None) -> None:
         self._estimator = qp_estimator_for(codec_name)
+        self._last_reference: float | None = None
 
     def of(self, decoded: Any) -> Strength:
+        frame = decoded.frame
         frame_qp = None
         if decoded.qp_map is None and self._estimator is not None:
-            frame = decoded.frame
             frame_qp = self._estimator.estimate(decoded.packet_bytes, frame.width, frame.height, frame.pict_type)
-        return Strength(decoded.qp_map, frame_qp, decoded.jpeg_quality)
+        strength = Strength(decoded.qp_map, frame_qp, decoded.jpeg_quality)
+        kind = picture_kind(frame.pict_type)
+        if kind == "B":
+            return Strength(decoded.qp_map, frame_qp, decoded.jpeg_quality, reference_qp=self._last_reference)
+        if kind in ("I", "P") and strength.mean_qp is not None:
+            self._last_reference = strength.mean_qp
+        return strength
 
 
 # HEVC: FFmpeg's decoder exports no QP map, so the frame QP is estimated from the
@@ -78,6 +104,11 @@ ESTIMATED_QP_CODECS = frozenset({"hevc"})
 _PICTURE_TYPES = {1: "I", 2: "P", 3: "B", "I": "I", "P": "P", "B": "B"}
 
 
+def picture_kind(pict_type: object) -> str | None:
+    """"I", "P", "B" from FFmpeg's AVPictureType (a number, or PyAV 18's enum), else None."""
+    return _PICTURE_TYPES.get(pict_type, _PICTURE_TYPES.get(getattr(pict_type, "name", None)))
+
+
 class FrameQpEstimator:
     """Estimates the QP of frames whose decoder exports no QP map (HEVC), one stream
     at a time: the estimate of the latest I-frame anchors the P and B frames after it."""
@@ -91,7 +122,7 @@ class FrameQpEstimator:
         if not packet_bytes or width <= 0 or height <= 0:
             return None
         bpp = max(8.0 * packet_bytes, 1.0) / (width * height)
-        kind = _PICTURE_TYPES.get(pict_type, _PICTURE_TYPES.get(getattr(pict_type, "name", None), "P"))
+        kind = picture_kind(pict_type) or "P"
         if kind == "I":
             a, b = HEVC_I_FIT
             self._last_i = a + b * float(np.log2(bpp))

@@ -47,3 +47,21 @@ def test_lossless_only_skips_the_run(tmp_path):
                        out_dir=tmp_path / "out", restorer_options={"engine": "torch", "device": "cpu"},
                        delivered_output=False, log=lambda line: None)
     assert "delivered" not in results["clip"]["x264 medium CRF 45"]
+
+
+def test_decoded_sources_are_not_encoded_all_intra(tmp_path):
+    """A decoded frame keeps its picture type and x264 obeys it: every frame of a .y4m
+    source decodes as I, so eval's clips of .y4m sources were all keyframes."""
+    import av
+
+    from streamfix.media.crf_encode import encode_at_crf
+
+    frames = []
+    for i in range(8):
+        frame = av.VideoFrame.from_ndarray(np.full((48, 64), 40 + 8 * i, np.uint8), format="gray")
+        frame.pict_type = av.video.frame.PictureType.I
+        frames.append(frame)
+    encode_at_crf(frames, tmp_path / "out.mp4", codec="libx264", crf=30)
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        keyframes = sum(frame.key_frame for frame in container.decode(video=0))
+    assert keyframes == 1

@@ -3,7 +3,8 @@
 Codecs other than H.264 attach other side data (VP9: frame-level parameters and no
 blocks; MPEG-2/MPEG-4: qscales) or none; through the default path every one of them
 must come out whole, passed through unrestored (no QP map, no estimate) with one
-line saying why, or restored where an estimate exists (HEVC).
+line saying why, or restored where an estimate exists (HEVC from frame sizes, VP9
+from its frame quantizer).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from clirun import run_cli
 from streamfix.media.qp import EXPORT_QP_OPTIONS, frame_qp_map
 
 CODECS = {
-    "vp9.webm": {"codec": "libvpx-vp9"},
     "mpeg4.avi": {"codec": "mpeg4"},
     "av1.mkv": {"codec": "libsvtav1", "width": 64, "height": 64},
     "mpeg2.avi": {"codec": "mpeg2video"},  # AVI: the 1/25 s clock MPEG-2 needs
@@ -36,6 +36,21 @@ def test_non_h264_codecs_pass_through_the_default_path(tmp_path, capsys, name):
     # One line says why nothing was restored (the frames pass through, or the video is copied).
     assert any(("quantizer" in line and "unrestored" in line) or "video copied" in line for line in err), err
     assert len(mg.probe(tmp_path / "out.mkv").frame_pts) == 8
+
+
+def test_vp9_is_restored_from_its_quantizer_and_clean_vp9_is_left_alone(tmp_path, capsys):
+    """Every VP9 input (WebM) exited 1 with a traceback from the QP-map side data
+    ('Expected frame size to match number of blocks in side data'); then it passed
+    through. Now its base_q_idx gives the model a QP (restore/strength.py)."""
+    blocky = mg.write_clip(tmp_path / "blocky.webm", frames=8, rate=25, codec="libvpx-vp9",
+                           encoder_options={"crf": "62", "b": "0"})
+    code, err, stats = run_cli([blocky.path, tmp_path / "out.mkv"], capsys, tmp_path)
+    assert code == 0 and not any("Traceback" in line for line in err), err
+    assert stats["frames_out"] == 8 and stats["restored"] > 0
+    clean = mg.write_clip(tmp_path / "clean.webm", frames=8, rate=25, codec="libvpx-vp9",
+                          encoder_options={"crf": "4", "b": "0"})
+    code, err, stats = run_cli([clean.path, tmp_path / "clean-out.webm"], capsys, tmp_path)
+    assert code == 0 and stats["restored"] == 0 and stats["output_video"]["mode"] == "copy", err
 
 
 def test_hevc_is_restored_from_its_estimate(tmp_path, capsys):

@@ -40,8 +40,12 @@ def encode_at_crf(frames: list[av.VideoFrame], target: str | Path | BinaryIO, *,
         for i, frame in enumerate(frames):
             frame = reformat(frame, format="yuv420p")
             # Fresh timestamps: a decoded source carries its own time base, which must
-            # not mix with the one given to the encoder.
+            # not mix with the one given to the encoder. And no picture type: a decoded
+            # frame keeps its I/P/B type, which the encoder obeys (every frame of a
+            # .y4m source decodes as I, which made all-intra clips); the GOP is the
+            # encoder's own choice.
             frame.pts, frame.time_base = i, Fraction(1, RATE)
+            frame.pict_type = av.video.frame.PictureType.NONE
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode(None):

@@ -33,8 +33,10 @@ _RECORD = np.dtype([("x", "<i4"), ("y", "<i4"), ("w", "<i4"), ("h", "<i4"), ("dq
 try:
     _ENC_PARAMS = av.sidedata.sidedata.Type.VIDEO_ENC_PARAMS
     _H264 = av.sidedata.encparams.VideoEncParamsType.H264
+    _VP9 = av.sidedata.encparams.VideoEncParamsType.VP9
+    _MPEG2 = av.sidedata.encparams.VideoEncParamsType.MPEG2
 except AttributeError:  # a PyAV without the wrapper: no QP maps
-    _ENC_PARAMS = _H264 = None
+    _ENC_PARAMS = _H264 = _VP9 = _MPEG2 = None
 
 
 def frame_qp_map(frame: av.VideoFrame) -> np.ndarray | None:
@@ -61,6 +63,30 @@ def frame_qp_map(frame: av.VideoFrame) -> np.ndarray | None:
     if not np.isfinite(qp).all():  # blocks missing (field pictures, damage): no map
         return None
     return np.clip(qp, *H264_QP_RANGE)
+
+
+def frame_quantizer(frame: av.VideoFrame) -> tuple[str, float] | None:
+    """(codec, the frame's quantizer on that codec's own scale) for codecs that are
+    not H.264: ("vp9", base_q_idx 0-255: the frame's parameters, no blocks),
+    ("mpeg2video", mean macroblock qscale). None for anything else or on any trouble:
+    restore/strength.py turns these into the model's QP by a measured fit."""
+    if _ENC_PARAMS is None:
+        return None
+    try:
+        params = frame.side_data.get(_ENC_PARAMS)
+        if params is None:
+            return None
+        if params.codec_type == _VP9:
+            return "vp9", float(params.qp)
+        if params.codec_type == _MPEG2 and params.nb_blocks > 0:
+            blocks = _block_records(params)
+            if blocks is None:
+                return None
+            qscale = params.qp + blocks["dqp"].astype(np.float64)
+            return ("mpeg2video", float(np.mean(qscale))) if (qscale > 0).all() else None
+    except Exception:  # noqa: BLE001 - side data is a hint; a bad one must not stop the run
+        return None
+    return None
 
 
 def _block_records(params: object) -> np.ndarray | None:

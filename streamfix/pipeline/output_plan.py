@@ -12,9 +12,9 @@ dB (2-8% of the gain) from QP 35 to 50. Below QP 26 the model leaves almost ever
 frame alone (the clean-frame gate is 24), so the input's own video is copied
 unchanged: no loss at all, and no bigger file.
 
-So, for a file input whose quantizer can be read (H.264 QP maps, HEVC's estimate)
+So, for a file input whose quantizer can be read (H.264 QP maps, the HEVC and VP9 estimates)
 from its first `PROBE_FRAMES` frames:
-- mean QP under COPY_BELOW_QP, or no strength the model could use (VP9, AV1,
+- mean QP under COPY_BELOW_QP, or no strength the model could use (AV1, VP8,
   MPEG-2: their frames pass through unrestored): copy the video (media/remux.py);
 - otherwise: encode at CRF = clamp(round(mean QP) - CRF_BELOW_QP, 0, MAX_CRF).
 Pipes, network streams, custom stages or an explicit codec/bitrate/pixel format keep

@@ -117,8 +117,8 @@ class Restorer:
         self._log = log
         self._loaded: dict[str, tuple[ModelInfo, Any, list]] = {}
         self._current: str | None = None
-        # Decoders without a QP map (HEVC) get a frame QP estimated from frame sizes;
-        # others (VP9, AV1, ...) carry no strength and pass through unrestored.
+        # Decoders without a QP map get a frame QP estimated (HEVC: frame sizes, VP9:
+        # its frame quantizer); others (AV1, MPEG-2, ...) carry no strength and pass through.
         self._strengths = StreamStrength()
         self._codec: str | None = None
         self._warned_unknown = False
@@ -281,7 +281,7 @@ class Restorer:
                 return None
             return Strength(s.qp_map, s.frame_qp, quality)
         if s.qp_map is None and s.frame_qp is None and not self._warned_unknown:
-            # Said once, so "0 restored" never comes without its reason (VP9, AV1, MPEG-2, ...).
+            # Said once, so "0 restored" never comes without its reason (AV1, MPEG-2, VP8, ...).
             self._warned_unknown = True
             self._log(f"streamfix: {self._codec or 'this'} video carries no quantizer map that model {info.name} "
                       "can read and none can be estimated, so such frames pass through unrestored")

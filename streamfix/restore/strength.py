@@ -5,6 +5,8 @@ A frame's strength is what the model is conditioned on (restore/conditioning.py)
   (media/qp.py; the reader exports it for every frame it decodes);
 - HEVC: no QP map in FFmpeg's decoder, so a frame QP is estimated from the coded
   frame size (FrameQpEstimator below, one per stream: it remembers the last I-frame);
+- VP9: the codec's own frame quantizer (base_q_idx), turned into the QP under which
+  the model restores best by a measured fit (quantizer_qp below);
 - JPEG / MJPEG / stills: the quality read from the file's quantization tables
   (media/ reads it; core/jpeg.py knows the tables);
 - anything else: unknown, and a QP-conditioned model leaves such frames alone.
@@ -20,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from streamfix.media.qp import frame_qp_map
+from streamfix.media.qp import frame_qp_map, frame_quantizer
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,8 @@ def strength_of_frame(frame: Any, *, qp_map: np.ndarray | None = None, frame_qp:
     if qp_map is None:
         qp_map = frame_qp_map(frame)
     if qp_map is None and frame_qp is None:
+        frame_qp = quantizer_qp(frame)
+    if qp_map is None and frame_qp is None:
         frame_qp = assume_qp
     return Strength(qp_map, frame_qp, jpeg_quality)
 
@@ -76,6 +80,8 @@ class StreamStrength:
         frame_qp = None
         if decoded.qp_map is None and self._estimator is not None:
             frame_qp = self._estimator.estimate(decoded.packet_bytes, frame.width, frame.height, frame.pict_type)
+        elif decoded.qp_map is None:
+            frame_qp = quantizer_qp(frame)
         strength = Strength(decoded.qp_map, frame_qp, decoded.jpeg_quality)
         kind = picture_kind(frame.pict_type)
         if kind == "B":
@@ -133,7 +139,31 @@ class FrameQpEstimator:
         return a + b * float(np.log2(bpp))
 
 
+# VP9: its decoder exports the frame's quantizer on its own scale (media/qp.py
+# frame_quantizer: base_q_idx, 0-255), not an H.264 QP, so the QP given to the model
+# is the conditioning that restores best, read off a fit: best QP = a + b * base_q_idx. Fitted by `python -m streamfix.train.calibrate_blind_qp
+# ../shared/data/train --clips 24` on clips made from the training pictures, and
+# checked on held-out clips (benchmarks/blind_qp.md). QUANTIZER_MARGIN_QP is taken
+# off because too high a QP costs far more than too low (VP9 CRF 40 on
+# BasketballPass: +0.15 dB at the best QP, -0.55 dB 12 QP above it). On the
+# calibration clips the fit keeps +0.124 of the best QP's +0.150 dB. Not here: AV1
+# (libdav1d exports no quantizer; a fit on the bitrate lost 0.03 dB) and MPEG-2
+# (the model's best gain was +0.08 dB and no fit kept any of it): they pass through.
+QUANTIZER_FITS: dict[str, tuple[float, float]] = {"vp9": (5.95, 0.1325)}  # rms error 2.6 QP
+QUANTIZER_MARGIN_QP = 0.0
+
+
+def quantizer_qp(frame: Any) -> float | None:
+    """The model's QP for a frame of a codec in QUANTIZER_FITS (VP9), else None."""
+    found = frame_quantizer(frame)
+    if found is None or found[0] not in QUANTIZER_FITS:
+        return None
+    codec, value = found
+    a, b = QUANTIZER_FITS[codec]
+    return a + b * value - QUANTIZER_MARGIN_QP
+
+
 def qp_estimator_for(codec_name: str | None) -> FrameQpEstimator | None:
-    """A fresh estimator for a codec whose QP can be estimated, else None (frames of
-    such codecs carry no strength and a QP-conditioned model leaves them alone)."""
+    """A fresh estimator for a codec whose QP is estimated from frame sizes (HEVC),
+    else None."""
     return FrameQpEstimator() if codec_name in ESTIMATED_QP_CODECS else None

@@ -1,0 +1,90 @@
+"""VP9 restored through its quantizer fit, on clips the fit never saw.
+
+For each held-out source and encoder setting: encode, then restore exactly as
+`streamfix run` does (the reader, StreamStrength with QUANTIZER_FITS, the calibrated
+gate), and report the luma PSNR gain against the source, next to the best a fixed
+conditioning QP would have given for the whole clip (an oracle: it knows the source)
+and how many frames the gate restored.
+
+    python benchmarks/blind_qp.py ../shared/data/video/BasketballPass_416x240_png \\
+        ../shared/data/video/foreman_qcif_10f.y4m --frames 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import av
+import numpy as np
+
+from streamfix.media.planes import plane_to_array
+from streamfix.media.reader import DecodedFrame, open_input
+from streamfix.quality.evaluate import source_frames
+from streamfix.quality.measures import psnr
+from streamfix.restore.restorer import Restorer
+
+SETTINGS = {
+    "VP9 CRF 30": ("libvpx-vp9", {"crf": "30", "b": "0", "deadline": "good", "cpu-used": "4"}),
+    "VP9 CRF 40": ("libvpx-vp9", {"crf": "40", "b": "0", "deadline": "good", "cpu-used": "4"}),
+    "VP9 CRF 50": ("libvpx-vp9", {"crf": "50", "b": "0", "deadline": "good", "cpu-used": "4"}),
+    "VP9 CRF 60": ("libvpx-vp9", {"crf": "60", "b": "0", "deadline": "good", "cpu-used": "4"}),
+}
+ORACLE_QPS = tuple(range(20, 53, 4))
+
+
+def encode(frames: list[av.VideoFrame], encoder: str, options: dict[str, str], path: Path) -> None:
+    options = dict(options)
+    with av.open(str(path), "w", format="matroska") as out:
+        stream = out.add_stream(encoder, rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames[0].width, frames[0].height, "yuv420p"
+        if "bpp" in options:  # a bitrate in bits per pixel, so every size gets alike quality
+            options["b"] = str(int(float(options.pop("bpp")) * frames[0].width * frames[0].height * 25))
+        stream.options = options
+        for i, frame in enumerate(frames):
+            # A decoded source frame keeps its I/P type, which the encoder would obey
+            # (a .y4m decodes as all I-frames): the encoder chooses its own GOP.
+            frame.pts, frame.pict_type = i, av.video.frame.PictureType.NONE
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+
+
+def run(source: Path, frames: int) -> list[str]:
+    refs = source_frames(source)[:frames]
+    lumas = [plane_to_array(f, 0) for f in refs]
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp, \
+            Restorer(engine="onnxruntime", device="cpu", log=lambda m: None) as restorer:
+        for name, (encoder, options) in SETTINGS.items():
+            path = Path(tmp) / "in.mkv"
+            encode(refs, encoder, options, path)
+            with open_input(path, log=lambda m: None) as reader:
+                restorer.prepare(reader.video)
+                decoded = [d for d in reader.items() if isinstance(d, DecodedFrame)]
+            before = np.mean([psnr(lumas[d.index], plane_to_array(d.frame, 0)) for d in decoded])
+            start = restorer.restored
+            outs = [restorer.restore_batch([d])[0] for d in decoded]
+            restored = restorer.restored - start
+            gain = np.mean([psnr(lumas[d.index], plane_to_array(o, 0)) for d, o in zip(decoded, outs)]) - before
+            oracle = max(np.mean([psnr(lumas[d.index], plane_to_array(restorer.restore(d.frame, frame_qp=float(q)), 0))
+                                  for d in decoded]) - before for q in ORACLE_QPS)
+            lines.append(f"| {source.name} | {name} | {before:.2f} | {gain:+.3f} | {max(oracle, 0.0):+.3f} "
+                         f"| {restored}/{len(decoded)} |")
+            print(lines[-1], flush=True)
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sources", nargs="+", type=Path)
+    parser.add_argument("--frames", type=int, default=20)
+    args = parser.parse_args()
+    print("| source | setting | input PSNR | gain (fit + gate) | best fixed QP (oracle) | frames restored |\n"
+          "|---|---|---|---|---|---|")
+    for source in args.sources:
+        run(source, args.frames)
+
+
+if __name__ == "__main__":
+    main()

@@ -75,9 +75,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     for name, usable, why in describe_engines(args.device):
         print(f"  {name:<12} {'yes' if usable else 'no ':<4} {why}")
     print("bundled models:")
-    for info in list_models():
-        print(f"  {info.name:<16} {info.description}")
-        print(f"  {'':<16} scores: {_scores_line(info.scores)}")
+    models = list_models()
+    width = max([16] + [len(info.name) for info in models])  # NAME-lite is longer than 16
+    for info in models:
+        print(f"  {info.name:<{width}} {info.description}")
+        print(f"  {'':<{width}} scores: {_scores_line(info.scores)}")
     return 0
 
 

@@ -94,3 +94,22 @@ def test_bundled_models_load():
         assert info.trained_on["steps"] > 0  # never ship untrained weights
         x = torch.rand(1, 1 + info.model_args.cond_channels, 16, 16)
         assert model(x).shape == (1, 1, 16, 16)
+
+
+def test_bundled_light_tiers_fit_their_full_models():
+    """Every bundled NAME-lite (the light tier) is a narrower network for the same input
+    as its bundled NAME: the Restorer swaps one for the other frame by frame."""
+    from streamfix.core.network import parameter_count
+    from streamfix.core.options import LIGHT_SUFFIX
+    from streamfix.core.weights import list_models
+
+    infos = {i.name: i for i in list_models()}
+    lights = [name for name in infos if name.endswith(LIGHT_SUFFIX)]
+    assert {"jpeg-y-blind-lite", "video-x264-qp-lite"} <= set(lights)
+    for light in lights:
+        full = infos[light[: -len(LIGHT_SUFFIX)]]
+        lite = infos[light]
+        assert (lite.task, lite.conditioning) == (full.task, full.conditioning)
+        assert (lite.model_args.channels, lite.model_args.cond_channels) == (full.model_args.channels,
+                                                                             full.model_args.cond_channels)
+        assert parameter_count(load_model(light)[0]) * 8 < parameter_count(load_model(full.name)[0])

@@ -219,3 +219,15 @@ def test_packed_422_round_trip_is_exact_every_time(width):
     for _ in range(100):
         split = split_frame(frame, chroma=True)
         assert np.array_equal(plane_to_array(split.join(list(split.planes)), 0), original)
+
+
+def test_the_light_tier_restores_with_the_bundled_lite_model(blocky):
+    with Restorer(VIDEO_MODEL, engine="torch", device="cpu", tier="light",
+                  engine_configs={"torch": engine_config("torch", {"threads": 1})}, log=lambda m: None) as r:
+        light = r.restore(blocky[0].frame, qp_map=blocky[0].qp_map)  # the first call too
+        assert r.light_model == VIDEO_MODEL + "-lite" and r.default_tier == "light"
+        full = r.restore_frames([blocky[0].frame], [r.strength_of(blocky[0])], tier="full")[0]
+        assert r.restored_by_tier == {"full": 1, "light": 1}
+    before = plane_to_array(blocky[0].frame, 0)
+    assert not np.array_equal(plane_to_array(light, 0), before)
+    assert not np.array_equal(plane_to_array(light, 0), plane_to_array(full, 0))

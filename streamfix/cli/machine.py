@@ -81,9 +81,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     if resolve_device(args.device) == "cpu":
         _print_cpu_choices(args.measure)
     print("bundled models:")
-    for info in list_models():
-        print(f"  {info.name:<16} {info.description}")
-        print(f"  {'':<16} scores: {_scores_line(info.scores)}")
+    models = list_models()
+    width = max([16] + [len(info.name) for info in models])  # NAME-lite is longer than 16
+    for info in models:
+        print(f"  {info.name:<{width}} {info.description}")
+        print(f"  {'':<{width}} scores: {_scores_line(info.scores)}")
     return 0
 
 

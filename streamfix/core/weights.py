@@ -170,8 +170,9 @@ def _check_state(state: Any, model: CARDRN, where: Path) -> None:
 
 
 def bundled_paths() -> dict[str, Path]:
-    """Name -> file of every model shipped inside the package."""
-    return {p.stem: p for p in sorted(WEIGHTS_DIR.glob("*.pt"))}
+    """Name -> file of every model shipped inside the package, by name (a full model
+    before its NAME-lite: sorting the file names would put "-lite.pt" first)."""
+    return {p.stem: p for p in sorted(WEIGHTS_DIR.glob("*.pt"), key=lambda p: p.stem)}
 
 
 def resolve(name_or_path: str | Path) -> Path:

@@ -247,7 +247,9 @@ class Restorer:
             raise ValueError(f"{len(frames)} frames but {len(strengths)} strengths")
         if not frames:
             return []
-        tier = tier or self.default_tier
+        # Not `default_tier`: before the first call no model is chosen yet, so it would
+        # say "full" and a tier="light" Restorer's first batch would use the full model.
+        tier = tier or ("light" if self.tier == "light" else "full")
         name = self._model_for(strengths, tier)
         info, engine, _ = self._load(name)
         tier = "light" if name.endswith(LIGHT_SUFFIX) and name != self._current else "full"

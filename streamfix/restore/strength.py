@@ -141,15 +141,17 @@ class FrameQpEstimator:
 
 # VP9: its decoder exports the frame's quantizer on its own scale (media/qp.py
 # frame_quantizer: base_q_idx, 0-255), not an H.264 QP, so the QP given to the model
-# is the conditioning that restores best, read off a fit: best QP = a + b * base_q_idx. Fitted by `python -m streamfix.train.calibrate_blind_qp
-# ../shared/data/train --clips 24` on clips made from the training pictures, and
-# checked on held-out clips (benchmarks/blind_qp.md). QUANTIZER_MARGIN_QP is taken
-# off because too high a QP costs far more than too low (VP9 CRF 40 on
-# BasketballPass: +0.15 dB at the best QP, -0.55 dB 12 QP above it). On the
-# calibration clips the fit keeps +0.124 of the best QP's +0.150 dB. Not here: AV1
-# (libdav1d exports no quantizer; a fit on the bitrate lost 0.03 dB) and MPEG-2
-# (the model's best gain was +0.08 dB and no fit kept any of it): they pass through.
-QUANTIZER_FITS: dict[str, tuple[float, float]] = {"vp9": (5.95, 0.1325)}  # rms error 2.6 QP
+# is the conditioning that restores best, read off a fit: best QP = a + b * base_q_idx.
+# Fitted by `python -m streamfix.train.calibrate_blind_qp ../shared/data/train
+# --clips 24` on clips made from the training pictures (rms error 2.6 QP), checked on
+# held-out clips (benchmarks/blind_qp.md): it keeps 57-84% of the best fixed QP's gain
+# and never loses. Too high a QP costs far more than too low (VP9 CRF 40 on
+# BasketballPass: +0.15 dB at the best QP, -0.55 dB 12 QP above it), which is why a
+# margin below the fit was tried: 2 QP kept less everywhere on the held-out clips
+# (the fit already sits under the best QP there), so there is none. Not here: AV1
+# (libdav1d exports no quantizer; a fit on the bitrate lost 0.03 dB) and MPEG-2 (the
+# model's best gain was +0.08 dB and no fit kept any of it): they pass through.
+QUANTIZER_FITS: dict[str, tuple[float, float]] = {"vp9": (5.95, 0.1325)}
 QUANTIZER_MARGIN_QP = 0.0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Any
@@ -369,6 +370,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if code == 130 and argv is None:  # the program itself, not a caller in its own process
         _Interrupts.ignore_from_now()
+        if threading.active_count() > 1:
+            # A helper thread is still inside a native call (an input open waiting for a
+            # silent pipe): Python's shutdown would race it, and that ended a finished,
+            # interrupted run with SIGSEGV instead of 130. Everything of ours is written.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
     return code
 
 

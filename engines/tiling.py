@@ -46,10 +46,11 @@ DEFAULT_MAX_PIXELS = 8_388_608
 GPU_MAX_PIXELS = 33_554_432
 DEFAULT_AUTO_TILE = 512
 
-# The CPU's default budget per engine call. 576 MiB keeps 720p in two strips (2.5% of
-# extra pixels) and 1080p in three (3.4%) in float32, and whole frames up to 720p in
-# int8; a whole run then peaks under 1 GB at 720p and 1.5 GB at 1080p (benchmarks/cpu.md).
-DEFAULT_CPU_MEMORY_MB = 576
+# The CPU's default budget per engine call. 448 MiB cuts 720p into two full-height
+# strips (2.5% more pixels computed) and 1080p into 2 x 2 windows (4.7%) in float32,
+# and 720p in two, 1080p in three strips in int8; a whole run then peaks under 1 GB
+# at 720p and 1.5 GB at 1080p (benchmarks/cpu.md). 576 left 720p int8 whole, at 1006 MiB.
+DEFAULT_CPU_MEMORY_MB = 448
 # Peak bytes of one call per pixel and per feature channel of the widest layer, measured
 # (VmHWM growth of one call, benchmarks/cpu.md): float32 graphs hold ~3.1 maps at once
 # (the local skip's input, a convolution's input and output): ONNX Runtime 803 B/px at

@@ -66,7 +66,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tile", type=non_negative_int, help="tile side in pixels (0: whole frames)")
     p.add_argument("--memory-budget", type=positive_int, metavar="MB",
                    help="working memory of one engine call in MiB; batches and tiles are cut to fit "
-                        "(default: 576 on a CPU, none on a GPU)")
+                        "(default: 448 on a CPU, none on a GPU)")
     p.add_argument("--chroma", choices=CHROMA_MODES, help="how chroma planes are treated (default: stills)")
     p.add_argument("--tier", choices=TIERS, help="model tier: full, light or auto (default: auto; live mode uses the light model for frames the full one cannot finish in time)")
     p.add_argument("--jpeg-quality", type=positive_int, help="JPEG quality to assume for inputs without one")

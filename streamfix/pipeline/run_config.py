@@ -111,7 +111,7 @@ class RunConfig:
     batch_timeout_ms: float = 20.0
     tile: int = 0  # tile side in pixels; 0: whole frames unless too large for memory
     # Working memory of one engine call in MiB (the network's activations): frames per
-    # call and tiles are cut to fit. null: 576 on the CPU (a whole run then peaks under
+    # call and tiles are cut to fit. null: 448 on the CPU (a whole run then peaks under
     # 1 GB at 720p, 1.5 GB at 1080p); on a GPU no budget, 32 Mpx per call.
     memory_budget_mb: int | None = None
     # passthrough: chroma copied unchanged; luma_model: chroma planes restored by the

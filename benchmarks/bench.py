@@ -9,13 +9,14 @@ Three measurements, printed as markdown tables (benchmarks/cpu.md records them):
    memory and the fraction of the CPU's peak it reaches (benchmarks/cpu_grid.py).
 1. Engine only: `engine.infer` on a batch already in memory, through the same
    `choose()` wrapper the pipeline uses; the median of `repeats` calls after
-   `warmup` calls (the first call allocates buffers and picks kernels). A quality
+   `warmup` calls (the first call allocates buffers and picks kernels), with the
+   process's peak resident memory over the row (benchmarks/memory.py). A quality
    column compares each variant's output with eager float32 PyTorch, so a faster
    but less exact variant (bf16) shows what it costs.
 2. End to end: `streamfix.pipeline.pipeline` on a generated H.264 clip (CRF 40, so every
    frame is restored), timed between the first and the last frame written, which
    leaves out start-up (model load, ONNX export, session creation) and the final
-   flush. The ratio to the engine-only figure says what decoding, batching, plane
+   flush; the peak resident memory is the process's during the whole run. The ratio to the engine-only figure says what decoding, batching, plane
    conversion and encoding cost on top of the model (target: >= 0.9).
 
 Wall-clock figures need an otherwise idle machine. Each row therefore also gives the
@@ -36,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from streamfix.benchmarks.memory import peak_rss_mib, reset_peak
 
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # label -> (engine, options of that engine's config)
@@ -87,6 +90,7 @@ class EngineRow:
     seconds: list[float] = field(default_factory=list)  # wall time per call
     cpu_seconds: list[float] = field(default_factory=list)  # process CPU time per call
     psnr_vs_fp32: float | None = None
+    peak_rss_mib: float | None = None
 
     @property
     def fps(self) -> float:
@@ -108,6 +112,7 @@ class PipelineRow:
     wall_fps: float
     cpu_per_frame: float
     engine: EngineRow | None
+    peak_rss_mib: float | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -171,6 +176,7 @@ def bench_engines(config: BenchConfig, log=print) -> list[EngineRow]:
             x = model_batch(width, height, batch)
             for variant in config.variants:
                 row = EngineRow(variant, (width, height), batch)
+                reset_peak()
                 with _engine(variant, model, info, config, batch) as engine:
                     for _ in range(config.warmup):
                         out = engine.infer(x)
@@ -179,6 +185,7 @@ def bench_engines(config: BenchConfig, log=print) -> list[EngineRow]:
                         out = engine.infer(x)
                         row.seconds.append(time.perf_counter() - start)
                         row.cpu_seconds.append(time.process_time() - cpu)
+                    row.peak_rss_mib = peak_rss_mib()
                 if batch == config.batches[0]:
                     if batch not in reference:
                         with torch.inference_mode():
@@ -241,6 +248,7 @@ def bench_pipeline(config: BenchConfig, engine_rows: list[EngineRow], log=print)
             run_config = RunConfig(model=config.model, engine=name, device=config.device, batch=batch,
                                    engines={name: options} if options else {})
             clock = _FrameClock()
+            reset_peak()
             start = time.perf_counter()
             result = Pipeline(clip, Path(tmp) / f"out-{variant}.mp4", run_config, progress=clock,
                               log=lambda line: None).run()
@@ -253,7 +261,7 @@ def bench_pipeline(config: BenchConfig, engine_rows: list[EngineRow], log=print)
             engine = next((r for r in engine_rows
                            if (r.variant, r.size, r.batch) == (variant, (width, height), batch)), None)
             row = PipelineRow(variant, (width, height), batch, result.frames_out, result.restored,
-                              steady, result.frames_out / wall, cpu, engine)
+                              steady, result.frames_out / wall, cpu, engine, peak_rss_mib())
             log(f"  pipeline {variant:<17} {width}x{height} batch {batch}: {row.steady_fps:6.2f} frames/s, "
                 f"{row.cpu_per_frame:.3f} CPU-s/frame")
             rows.append(row)
@@ -265,24 +273,25 @@ def _num(value: float | None, digits: int) -> str:
 
 
 def engine_table(rows: list[EngineRow]) -> str:
-    lines = ["| engine | size | batch | s/call (median) | frames/s | CPU-s/frame | PSNR vs FP32 torch (dB) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| engine | size | batch | s/call (median) | frames/s | CPU-s/frame | PSNR vs FP32 torch (dB) "
+             "| peak RSS (MiB) |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r.variant} | {r.size[0]}x{r.size[1]} | {r.batch} | {statistics.median(r.seconds):.3f} | "
-                     f"{r.fps:.2f} | {r.cpu_per_frame:.3f} | {_num(r.psnr_vs_fp32, 1)} |")
+                     f"{r.fps:.2f} | {r.cpu_per_frame:.3f} | {_num(r.psnr_vs_fp32, 1)} | {_num(r.peak_rss_mib, 0)} |")
     return "\n".join(lines)
 
 
 def pipeline_table(rows: list[PipelineRow]) -> str:
     lines = ["| engine | size | batch | frames (restored) | pipeline frames/s (steady) | incl. start-up "
-             "| engine-only frames/s | fps ratio | pipeline CPU-s/frame | engine CPU-s/frame | CPU ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| engine-only frames/s | fps ratio | pipeline CPU-s/frame | engine CPU-s/frame | CPU ratio "
+             "| peak RSS (MiB) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         engine_fps = r.engine.fps if r.engine else None
         engine_cpu = r.engine.cpu_per_frame if r.engine else None
         lines.append(f"| {r.variant} | {r.size[0]}x{r.size[1]} | {r.batch} | {r.frames} ({r.restored}) | "
                      f"{r.steady_fps:.2f} | {r.wall_fps:.2f} | {_num(engine_fps, 2)} | {_num(r.ratio, 2)} | "
-                     f"{r.cpu_per_frame:.3f} | {_num(engine_cpu, 3)} | {_num(r.cpu_ratio, 2)} |")
+                     f"{r.cpu_per_frame:.3f} | {_num(engine_cpu, 3)} | {_num(r.cpu_ratio, 2)} | "
+                     f"{_num(r.peak_rss_mib, 0)} |")
     return "\n".join(lines)
 
 

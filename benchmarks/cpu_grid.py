@@ -36,6 +36,8 @@ from typing import Callable
 
 import numpy as np
 
+from streamfix.benchmarks.memory import peak_rss_mib
+
 CHILD_TIMEOUT_S = 900
 
 
@@ -121,19 +123,6 @@ def _frame(check: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.ascontiguousarray(mosaic[None, :, :height, :width])
 
 
-def _peak_rss_mib() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
 def measure_here(model_name: str, engine: str, precision: str, width: int, height: int, *,
                  repeats: int, warmup: int, threads: int) -> dict:
     """One grid cell, measured in this process (the child's side)."""
@@ -157,7 +146,7 @@ def measure_here(model_name: str, engine: str, precision: str, width: int, heigh
             if i >= warmup:
                 seconds.append(time.perf_counter() - start)
                 cpu_seconds.append(time.process_time() - cpu)
-    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mib": _peak_rss_mib(),
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mib": peak_rss_mib(),
             "gain_db": check.gain_db(restored), "macs_per_frame": float(macs_per_pixel(model) * width * height)}
 
 
@@ -237,8 +226,9 @@ def grid_report(config, log: Callable[[str], object], make_clip: Callable) -> st
     return report
 
 
-def run_peak(clip: Path, model: str, engine: str, precision: str, threads: int) -> tuple[float, float, str | None]:
-    """(peak RSS in MiB, seconds, error) of one whole run of `clip` (the Pipeline that
+def run_peak(clip: Path, model: str, engine: str, precision: str,
+             threads: int) -> tuple[float, float, float, str | None]:
+    """(peak RSS in MiB, CPU seconds per frame, seconds, error) of one whole run of `clip` (the Pipeline that
     `streamfix run` drives) in a child process, which reports its own VmHWM when the
     run is over. (The rusage of a child is no good here: Linux carries the high-water
     mark of the forked copy of this process, torch and all, across the exec.)"""
@@ -249,12 +239,15 @@ def run_peak(clip: Path, model: str, engine: str, precision: str, threads: int) 
     seconds = time.perf_counter() - start
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
-        return 0.0, seconds, ((done.stderr.strip().splitlines() or ["failed"])[-1])[:200]
-    return json.loads(lines[-1])["peak_rss_mib"], seconds, None
+        return 0.0, 0.0, seconds, ((done.stderr.strip().splitlines() or ["failed"])[-1])[:200]
+    report = json.loads(lines[-1])
+    return report["peak_rss_mib"], report["cpu_per_frame"], seconds, None
 
 
 def _run_here(job: dict) -> dict:
     """The child's side of `run_peak`: the run's defaults but engine and precision."""
+    import resource
+
     from streamfix.pipeline.pipeline import Pipeline
     from streamfix.pipeline.run_config import LiveConfig, ProgressConfig, RunConfig
 
@@ -263,8 +256,10 @@ def _run_here(job: dict) -> dict:
                        engines={engine: {"threads": job["threads"]}} if job["threads"] else {},
                        live=LiveConfig(mode="off"), progress=ProgressConfig(mode="off"))
     clip = Path(job["clip"])
-    Pipeline(clip, clip.with_suffix(f".{engine}-{job['precision']}.mp4"), config, log=lambda line: None).run()
-    return {"peak_rss_mib": _peak_rss_mib()}
+    result = Pipeline(clip, clip.with_suffix(f".{engine}-{job['precision']}.mp4"), config, log=lambda line: None).run()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"peak_rss_mib": peak_rss_mib(),
+            "cpu_per_frame": (usage.ru_utime + usage.ru_stime) / max(1, result.frames_out)}
 
 
 def run_memory_report(config, candidates: list[tuple[str, str]], make_clip: Callable, log) -> str:
@@ -272,17 +267,20 @@ def run_memory_report(config, candidates: list[tuple[str, str]], make_clip: Call
     size of `config.run_memory`, for each engine x precision, on a CRF 40 clip."""
     import tempfile
 
-    lines = ["| engine | precision | size | frames | batch | peak RSS (MiB) | run s (incl. start-up) |",
-             "|---|---|---|---|---|---|---|"]
+    from streamfix.engines.tiling import DEFAULT_CPU_MEMORY_MB
+
+    lines = ["| engine | precision | size | frames | batch | budget (MiB) | peak RSS (MiB) | CPU-s/frame (incl. start-up) "
+             "| run s (incl. start-up) |", "|---|---|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory(prefix="streamfix-bench-") as tmp:
         for width, height in config.run_memory:
             clip = make_clip(Path(tmp) / f"clip-{width}x{height}.mp4", width, height, config.pipeline_batch * 2)
             for engine, precision in candidates:
-                peak, seconds, error = run_peak(clip, config.model, engine, precision, config.threads)
+                peak, cpu, seconds, error = run_peak(clip, config.model, engine, precision, config.threads)
                 size = f"{width}x{height}"
                 log(f"  run {engine} {precision} {size}: " + (f"failed: {error}" if error else f"peak {peak:.0f} MiB"))
                 lines.append(f"| {engine} | {precision} | {size} | {config.pipeline_batch * 2} | "
-                             f"{config.pipeline_batch} | {'failed: ' + error if error else f'{peak:.0f}'} | {seconds:.1f} |")
+                             f"{config.pipeline_batch} | {DEFAULT_CPU_MEMORY_MB} | "
+                             f"{'failed: ' + error if error else f'{peak:.0f}'} | {cpu:.2f} | {seconds:.1f} |")
     return (f"Whole `streamfix run` (model {config.model}, default options but engine and precision), peak RSS of "
             f"each run's process:\n\n" + "\n".join(lines) + "\n\n")
 

@@ -50,8 +50,9 @@ from streamfix.engines.auto_choice import Candidate, Choice, cached_choice, meas
 from streamfix.engines.calibration_set import CalibrationUnavailable
 from streamfix.engines.devices import cache_root, resolve_device
 from streamfix.engines.fallback import FallbackEngine
-from streamfix.engines.precision import check_cpu_precision, offered, with_precision
-from streamfix.engines.tiling import TiledEngine, TilingConfig, max_pixels_for, receptive_radius
+from streamfix.engines.precision import check_cpu_precision, offered, precision_of, with_precision
+from streamfix.engines.tiling import (TiledEngine, TilingConfig, budget_for, max_pixels_for, pixels_for_budget,
+                                     receptive_radius)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +142,7 @@ def choose(
     configs: Mapping[str, Any] | None = None,
     tiling: TilingConfig = TilingConfig(),
     precision: str = "auto",
+    memory_mb: int | None = None,
 ) -> tuple[Engine, list[Fallback]]:
     """A not-yet-entered engine for `model`, and the backends skipped on the way.
 
@@ -161,6 +163,8 @@ def choose(
         raise OptionError(f"the tile size must be 0 (whole frames) or from {MIN_TILE} to {MAX_TILE}, got {tile}")
     if precision not in PRECISION_NAMES:
         raise OptionError(f"unknown precision {precision!r}: use one of {', '.join(PRECISION_NAMES)}")
+    if memory_mb is not None and memory_mb < 1:
+        raise OptionError(f"the memory budget must be at least 1 MiB, got {memory_mb}")
     device_named = device != "auto"
     # "auto" with "auto" is settled once here, so every backend tried looks at the same
     # device: otherwise a CPU-only onnxruntime on a GPU machine would be picked (on the
@@ -170,7 +174,7 @@ def choose(
     configs = configs or {}
     if engine == "auto" and device == "cpu":
         return _choose_on_cpu(model, info, precision, configs, max_batch, log,
-                              lambda chosen: _wrapped(chosen, model, tile, tiling, max_batch))
+                              lambda chosen: _wrapped(chosen, model, tile, tiling, max_batch, memory_mb))
     fallbacks: list[Fallback] = []
     remaining = list(AUTO_ORDER if engine == "auto" else (engine,))
 
@@ -202,14 +206,21 @@ def choose(
         reasons = "; ".join(f"{f.engine}: {f.reason}" for f in fallbacks)
         raise OptionError(f"no engine can run on {device}: {reasons}")
 
-    return _wrapped(next_engine(), model, tile, tiling, max_batch), fallbacks
+    return _wrapped(next_engine(), model, tile, tiling, max_batch, memory_mb), fallbacks
 
 
-def _wrapped(chosen: Engine, model: CARDRN, tile: int, tiling: TilingConfig, max_batch: int) -> Engine:
-    """`chosen` in the tiling wrapper, as the loop in `choose()` wraps its engine."""
+def _wrapped(chosen: Engine, model: CARDRN, tile: int, tiling: TilingConfig, max_batch: int,
+             memory_mb: int | None = None) -> Engine:
+    """`chosen` in the tiling wrapper, as the loop in `choose()` wraps its engine: under a
+    memory budget (the CPU's default, or `memory_mb`) the pixels per call follow from
+    what this engine holds per pixel, and large frames are tiled as planned for them."""
+    budget = budget_for(chosen.device, memory_mb)
+    max_pixels, auto_tile = tiling.max_pixels or max_pixels_for(chosen.device), tiling.auto_tile
+    if budget is not None:
+        fits = pixels_for_budget(budget, chosen.name, precision_of(chosen), model.args.features)
+        max_pixels, auto_tile = min(tiling.max_pixels or fits, fits), 0
     return TiledEngine(chosen, tile or tiling.tile, max(tiling.margin, receptive_radius(model)),
-                       max_pixels=tiling.max_pixels or max_pixels_for(chosen.device),
-                       auto_tile=tiling.auto_tile, max_batch=max_batch)
+                       max_pixels=max_pixels, auto_tile=auto_tile, max_batch=max_batch)
 
 
 def _device_of(name: str, config: Any) -> str:

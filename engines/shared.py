@@ -84,14 +84,14 @@ class SharedEngine(EngineWrapper):
     @classmethod
     def load(cls, model: str | Path = "video-x264-qp", *, engine: str = "auto", device: str = "auto",
              max_batch: int = 8, tile: int = 0, engine_configs: Mapping[str, Any] | None = None,
-             gather_ms: float = 50.0, log: Callable[[str], None] = print) -> "SharedEngine":
+             memory_mb: int | None = None, gather_ms: float = 50.0, log: Callable[[str], None] = print) -> "SharedEngine":
         """Load `model` and choose its engine as the Restorer would."""
         from streamfix.core.weights import load_model
         from streamfix.engines.select import choose
 
         network, info = load_model(model)
         chosen, fallbacks = choose(network, info, engine=engine, device=device, max_batch=max_batch, tile=tile,
-                                   log=log, configs=dict(engine_configs or {}))
+                                   log=log, configs=dict(engine_configs or {}), memory_mb=memory_mb)
         return cls(chosen, info, max_batch=max_batch, gather_ms=gather_ms, fallbacks=fallbacks)
 
     # --- lifetime -----------------------------------------------------------------

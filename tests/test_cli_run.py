@@ -82,6 +82,7 @@ def test_unwritable_outputs_give_one_line(tmp_path, capsys, clip, target, needle
     (["--engine", "tflite"], "--engine: invalid choice"),
     (["--precision", "fp8"], "--precision: invalid choice"),
     (["--tile", "-1"], "--tile: must be 0 or more"),
+    (["--memory-budget", "0"], "--memory-budget: must be 1 or more"),
     (["--crf", "99"], "crf 99 is out of range"),
     (["--bitrate", "fast"], "bitrate 'fast' is not a number"),
     (["--device", "gpu"], "unknown device 'gpu'"),

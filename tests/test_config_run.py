@@ -44,6 +44,8 @@ def test_no_file_means_the_defaults():
     ("batch: 0\n", "batch must be from 1 to 64"),
     ("batch: 100000\n", "batch must be from 1 to 64"),
     ("tile: 1\n", "tile must be 0 (whole frames) or from 32"),
+    ("memory_budget_mb: 0\n", "memory_budget_mb must be at least 1"),
+    ("memory_budget_mb: lots\n", "memory_budget_mb: expected an integer"),
     ("live: {max_latency_ms: .inf}\n", "max_latency_ms must be a positive number"),
     ("engine: cuda\n", "engine: 'cuda' is not one of"),
     ("chroma: both\n", "chroma: 'both' is not one of"),

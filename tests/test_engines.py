@@ -3,6 +3,8 @@ their configs, and what they say when they cannot run."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -15,7 +17,7 @@ from streamfix.engines.select import engine_config
 from streamfix.engines.torch_engine import TorchConfig, TorchEngine
 from streamfix.engines.torch_engine import check_available as torch_available
 from streamfix.core.network import CARDRN, ModelArgs
-from streamfix.core.weights import load_model
+from streamfix.core.weights import ModelInfo, load_model
 
 torch.set_num_threads(1)
 NO_GPU = not torch.cuda.is_available()
@@ -92,6 +94,17 @@ def test_wrong_channel_count_is_refused_with_the_expected_shape(tmp_path, bundle
     for engine in engines(model, info, tmp_path):
         with engine, pytest.raises(ValueError, match=r"N x 2 x H x W"):
             engine.infer(np.zeros((1, 1, 8, 8), np.float32))
+
+
+def test_onnxruntime_on_the_cpu_runs_without_a_memory_pattern(tmp_path):
+    """With one, every call shape held its activations twice (benchmarks/cpu.md)."""
+    model = random_model(3)
+    info = ModelInfo(name="random", description="", task="video", conditioning="qp", model_args=model.args)
+    config = OnnxRuntimeConfig(device="cpu", threads=1, cache_dir=tmp_path)
+    with OnnxRuntimeEngine(model, info, config) as engine:
+        assert engine._session.get_session_options().enable_mem_pattern is False
+    with OnnxRuntimeEngine(model, info, dataclasses.replace(config, memory_pattern=True)) as engine:
+        assert engine._session.get_session_options().enable_mem_pattern is True
 
 
 def test_infer_outside_the_context_is_an_error(tmp_path, bundled):

@@ -11,7 +11,7 @@ import torch
 from streamfix.engines import select
 from streamfix.engines.onnxruntime_engine import OnnxRuntimeConfig
 from streamfix.engines.select import Backend, choose, describe_engines
-from streamfix.engines.tiling import TiledEngine, TilingConfig
+from streamfix.engines.tiling import DEFAULT_CPU_MEMORY_MB, TiledEngine, TilingConfig, pixels_for_budget
 from streamfix.engines.torch_engine import TorchConfig
 from streamfix.core.errors import OptionError
 from streamfix.core.weights import load_model
@@ -146,7 +146,9 @@ def test_choose_fills_in_batch_and_device_and_keeps_user_options(bundled, config
     assert isinstance(engine, TiledEngine) and engine.max_batch == 3
     assert engine.inner.config.max_batch == 3 and engine.inner.config.device == "cpu"
     assert engine.inner.config.threads == 1
-    assert engine.max_pixels == 8_388_608  # the CPU's memory bound (tiling.py)
+    # the CPU's default memory budget, at ONNX Runtime fp32's bytes per pixel (tiling.py)
+    assert engine.max_pixels == pixels_for_budget(DEFAULT_CPU_MEMORY_MB, "onnxruntime", "fp32", 64)
+    assert engine.auto_tile == 0
 
 
 def test_tiling_margin_never_drops_below_the_receptive_field(bundled, configs):

@@ -65,6 +65,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch", type=positive_int, help="frames per engine call")
     p.add_argument("--tile", type=non_negative_int, help="tile side in pixels (0: whole frames)")
+    p.add_argument("--memory-budget", type=positive_int, metavar="MB",
+                   help="working memory of one engine call in MiB; batches and tiles are cut to fit "
+                        "(default: 448 on a CPU, none on a GPU)")
     p.add_argument("--chroma", choices=CHROMA_MODES, help="how chroma planes are treated (default: stills)")
     p.add_argument("--tier", choices=TIERS, help="model tier: full, light or auto (default: auto; live mode uses the light model for frames the full one cannot finish in time)")
     p.add_argument("--gate", type=gate, metavar="auto|off|QP",
@@ -128,8 +131,8 @@ def _run_config(args: argparse.Namespace):
     output_options = {**config.output.options, **parse_options(args.output_option, "--output-option")}
     return with_overrides(
         config, model=args.model, engine=args.engine, precision=args.precision, device=args.device,
-        batch=args.batch, tile=args.tile, chroma=args.chroma, tier=args.tier, gate=args.gate,
-        jpeg_quality=args.jpeg_quality,
+        batch=args.batch, tile=args.tile, memory_budget_mb=args.memory_budget, chroma=args.chroma, tier=args.tier,
+        gate=args.gate, jpeg_quality=args.jpeg_quality,
         encode={"codec": args.codec, "crf": args.crf, "bitrate": args.bitrate, "preset": args.preset,
                 "pix_fmt": args.pix_fmt},
         input={"format": args.input_format, "options": input_options, "timeout_s": args.input_timeout,

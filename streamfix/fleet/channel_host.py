@@ -129,12 +129,13 @@ class ChannelHost:
         from streamfix.restore.restorer import VIDEO_MODEL
 
         model = str(config.model) if config.model is not None else VIDEO_MODEL
-        key = (model, config.engine, config.device, config.tile, repr(sorted(config.engines.items())))
+        key = (model, config.engine, config.device, config.tile, config.memory_budget_mb, repr(sorted(config.engines.items())))
         with self._engine_lock:
             if key not in self._engines:
                 shared = streamfix.SharedEngine.load(model, engine=config.engine, device=config.device,
                                                      max_batch=min(MAX_SHARED_BATCH, 4 * config.batch),
-                                                     tile=config.tile, engine_configs=engine_configs(config),
+                                                     tile=config.tile, memory_mb=config.memory_budget_mb,
+                                                     engine_configs=engine_configs(config),
                                                      log=self.log)
                 self._engines[key] = shared.__enter__()
             return self._engines[key]

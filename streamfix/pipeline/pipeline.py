@@ -92,8 +92,7 @@ class Pipeline:
         self._stages, self._engine = stages, engine
         self._quiet, self._progress, self._log = quiet, progress, log
         self._emit: Callable[[str], None] = log or functools.partial(print, file=sys.stderr)  # stdout: maybe the output
-        self._control = Control()
-        self._running_threads = False
+        self._control, self._running_threads = Control(), False
         self.output_plan = None  # output_plan.settle_output sets it when a run starts
         self._writer: MediaWriter | None = None
         self._expected_frames: int | None = None
@@ -119,8 +118,9 @@ class Pipeline:
     def _make_restorer(self) -> Restorer:
         c = self.config
         return Restorer(c.model, engine=self._engine or c.engine, device=c.device, batch=c.batch, tile=c.tile,
-                        chroma=c.chroma, ensemble=c.ensemble, tier=c.tier, gate=c.gate, jpeg_quality=c.jpeg_quality,
-                        precision=c.precision, engine_configs=engine_configs(c), log=lambda line: self._emit(line))
+                        memory_mb=c.memory_budget_mb, chroma=c.chroma, ensemble=c.ensemble, tier=c.tier, gate=c.gate,
+                        jpeg_quality=c.jpeg_quality, precision=c.precision, engine_configs=engine_configs(c),
+                        log=lambda line: self._emit(line))
 
     def _open_reader(self) -> MediaReader:
         c = self.config.input

@@ -110,6 +110,10 @@ class RunConfig:
     # adds more than this to a frame's latency.
     batch_timeout_ms: float = 20.0
     tile: int = 0  # tile side in pixels; 0: whole frames unless too large for memory
+    # Working memory of one engine call in MiB (the network's activations): frames per
+    # call and tiles are cut to fit. null: 448 on the CPU (a whole run then peaks under
+    # 1 GB at 720p, 1.5 GB at 1080p); on a GPU no budget, 32 Mpx per call.
+    memory_budget_mb: int | None = None
     # passthrough: chroma copied unchanged; luma_model: chroma planes restored by the
     # luma model too.
     # stills: luma_model for still pictures, passthrough for video (benchmarks/chroma.md).
@@ -148,6 +152,8 @@ class RunConfig:
         if self.tile != 0 and not MIN_TILE <= self.tile <= MAX_TILE:
             raise ValueError(f"tile must be 0 (whole frames) or from {MIN_TILE} to {MAX_TILE} pixels, got {self.tile}")
         gate_qp(self.gate, 0.0)  # raises ValueError on a bad value
+        if self.memory_budget_mb is not None and self.memory_budget_mb < 1:
+            raise ValueError(f"memory_budget_mb must be at least 1 (MiB) or null, got {self.memory_budget_mb}")
         if self.jpeg_quality is not None and not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be between 1 and 100, got {self.jpeg_quality}")
         unknown = sorted(set(self.engines) - set(BACKEND_NAMES))

@@ -185,12 +185,13 @@ class PieceWorker:
         import streamfix
         from streamfix.pipeline.run_config import engine_configs
 
-        key = (model, config.engine, config.device, config.batch, config.tile, repr(sorted(config.engines.items())))
+        key = (model, config.engine, config.device, config.batch, config.tile, config.memory_budget_mb, repr(sorted(config.engines.items())))
         if key not in self._engines:
             while len(self._engines) >= KEPT_ENGINES:
                 self._engines.pop(next(iter(self._engines))).__exit__(None, None, None)
             shared = streamfix.SharedEngine.load(model, engine=config.engine, device=config.device,
                                                  max_batch=config.batch, tile=config.tile,
+                                                 memory_mb=config.memory_budget_mb,
                                                  engine_configs=engine_configs(config), gather_ms=0.0,
                                                  log=self._log)
             self._engines[key] = shared.__enter__()

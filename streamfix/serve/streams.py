@@ -34,7 +34,8 @@ def run_streams(pairs: Sequence[tuple[Any, Any]], config: RunConfig | None = Non
     max_batch = max_batch or min(16, config.batch * max(1, len(pairs)))
     results: list[Any] = [None] * len(pairs)
     with SharedEngine.load(config.model or VIDEO_MODEL, engine=config.engine, device=config.device,
-                           max_batch=max_batch, tile=config.tile, engine_configs=engine_configs(config),
+                           max_batch=max_batch, tile=config.tile, memory_mb=config.memory_budget_mb,
+                           engine_configs=engine_configs(config),
                            log=log) as shared:
         pipelines = [Pipeline(source, target, config, engine=shared, quiet=True, log=log, name=f"stream{i}")
                      for i, (source, target) in enumerate(pairs)]

@@ -31,13 +31,12 @@ from pathlib import Path
 
 import av
 import numpy as np
-from PIL import Image
 
 from streamfix.media.planes import plane_to_array
 from streamfix.quality.measures import psnr
 from streamfix.restore.restorer import Restorer
 from streamfix.train.data import find_images
-from streamfix.train.degrade import _camera_frames, yuv420_frames
+from streamfix.train.degrade import camera_clip
 
 FEATURES = {"vp9": "base_q_idx", "mpeg2video": "log2(qscale)", "av1": "log2(inter bpp)"}
 SIZE = 160
@@ -121,11 +120,9 @@ def collect(codec: str, images: list[Path], clips: int, seed: int = 0) -> list[t
             Restorer("video-x264-qp", engine="onnxruntime", device="cpu", gate="off", log=lambda m: None) as restorer:
         for i in range(clips):
             rng = np.random.default_rng([seed, i])
-            with Image.open(images[int(rng.integers(len(images)))]) as im:
-                rgb = im.convert("RGB")
-            if min(rgb.size) < 2 * SIZE:
+            frames = camera_clip(rng, images, SIZE, FRAMES)
+            if frames is None:
                 continue
-            frames = yuv420_frames(_camera_frames(rng, rgb, SIZE, FRAMES))
             pristine = [plane_to_array(f, 0) for f in frames]
             path = Path(tmp) / f"{i}.mkv"
             _encode(frames, encoder, options(int(rng.integers(low, high + 1))), path)

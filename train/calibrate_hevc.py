@@ -23,12 +23,11 @@ from pathlib import Path
 
 import av
 import numpy as np
-from PIL import Image
 
 from streamfix.media.crf_encode import encode_at_crf
 
 from streamfix.train.data import find_images
-from streamfix.train.degrade import _camera_frames, yuv420_frames
+from streamfix.train.degrade import camera_clip
 
 WIDTH = HEIGHT = 160  # square windows that fit the 481x321 BSDS pictures with room to move
 FRAMES = 8
@@ -46,12 +45,9 @@ def collect(images: list[Path], clips: int, seed: int = 0) -> list[tuple[str, fl
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(clips):
             rng = np.random.default_rng([seed, i])
-            with Image.open(images[int(rng.integers(len(images)))]) as im:
-                rgb = im.convert("RGB")
-            if min(rgb.size) < 2 * HEIGHT:
+            frames = camera_clip(rng, images, WIDTH, FRAMES)
+            if frames is None:
                 continue
-            views = _camera_frames(rng, rgb, WIDTH, FRAMES)
-            frames = yuv420_frames(views)
             crf = int(rng.integers(15, 49))
             preset = str(rng.choice(["medium", "fast", "slow"]))
             csv_path = Path(tmp) / f"{i}.csv"

@@ -73,6 +73,16 @@ def _camera_frames(rng: np.random.Generator, rgb: Image.Image, size: int, frames
     return views
 
 
+def camera_clip(rng: np.random.Generator, images: list, size: int, frames: int) -> list[av.VideoFrame] | None:
+    """A clip for the calibrations: `frames` 4:2:0 frames of a camera moving over a
+    picture drawn from `images`, or None when the picture is too small for it."""
+    with Image.open(images[int(rng.integers(len(images)))]) as im:
+        rgb = im.convert("RGB")
+    if min(rgb.size) < 2 * size:
+        return None
+    return yuv420_frames(_camera_frames(rng, rgb, size, frames))
+
+
 def yuv420_frames(views: list[np.ndarray]) -> list[av.VideoFrame]:
     """RGB views as the 4:2:0 frames an encoder takes (through `reformat`, whose single
     swscale thread makes the same view give the same frame every time)."""

@@ -143,6 +143,7 @@ def choose(
     tiling: TilingConfig = TilingConfig(),
     precision: str = "auto",
     memory_mb: int | None = None,
+    measure: bool = True,
 ) -> tuple[Engine, list[Fallback]]:
     """A not-yet-entered engine for `model`, and the backends skipped on the way.
 
@@ -153,7 +154,8 @@ def choose(
     `tiling.max_pixels`. The result always honours any batch size up to `max_batch`
     and any frame size. With "auto", a TensorRT engine that fails before its first
     batch is replaced by the next backend, and its reason is logged and appended to
-    the returned list then.
+    the returned list then. `measure=False`: on a CPU, auto uses its cached choice
+    but does not stop to time the candidates when there is none (live streams).
     """
     if engine not in ENGINE_NAMES:
         raise OptionError(f"unknown engine {engine!r}: use one of {', '.join(ENGINE_NAMES)}")
@@ -174,7 +176,7 @@ def choose(
     configs = configs or {}
     if engine == "auto" and device == "cpu":
         return _choose_on_cpu(model, info, precision, configs, max_batch, log,
-                              lambda chosen: _wrapped(chosen, model, tile, tiling, max_batch, memory_mb))
+                              lambda chosen: _wrapped(chosen, model, tile, tiling, max_batch, memory_mb), measure)
     fallbacks: list[Fallback] = []
     remaining = list(AUTO_ORDER if engine == "auto" else (engine,))
 
@@ -248,7 +250,8 @@ def cpu_candidates(precision: str, configs: Mapping[str, Any], max_batch: int = 
 
 
 def _choose_on_cpu(model: CARDRN, info: ModelInfo, precision: str, configs: Mapping[str, Any], max_batch: int,
-                   log: Callable[[str], Any], wrap: Callable[[Engine], Engine]) -> tuple[Engine, list[Fallback]]:
+                   log: Callable[[str], Any], wrap: Callable[[Engine], Engine],
+                   measure: bool = True) -> tuple[Engine, list[Fallback]]:
     candidates, fallbacks = cpu_candidates(precision, configs, max_batch)
     for fallback in fallbacks:
         log(str(fallback))
@@ -261,6 +264,11 @@ def _choose_on_cpu(model: CARDRN, info: ModelInfo, precision: str, configs: Mapp
     chosen = candidates[0]
     if len(candidates) == 1:
         log(f"engine auto on this CPU: {chosen.label}: the only candidate")
+    elif not measure and cached_choice(model, info, candidates, cache_dir=cache_root() / "cpu-choice") is None:
+        # Timing takes seconds per model, during which a live stream's frames would
+        # pass through (measured: 10% of a 320x240 stream restored instead of 92%).
+        log(f"engine auto on this CPU: {chosen.label}, the first candidate, unmeasured: a live run does not stop "
+            f"to time the engines; run `streamfix info --measure` once to choose the fastest")
     else:
         try:
             choice = measured_choice(model, info, candidates, lambda c: _build(c.engine, model, info, c.config),

@@ -140,6 +140,24 @@ def test_choose_on_a_cpu_logs_the_choice_and_why(counting, monkeypatch, tmp_path
     assert shown is not None and shown.label == "onnxruntime int8"
 
 
+def test_a_live_run_does_not_stop_to_time_but_uses_a_stored_choice(counting, monkeypatch, tmp_path):
+    """Timing takes seconds per model, during which a live stream's frames would pass
+    through: measure=False takes the first candidate, unmeasured, and says how to fix
+    it, until a decision is stored; then it uses that one."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(precision, "cpu_description", lambda: NO_BF16)
+    counting.times.update({"onnxruntime int8": 0.4, "onnxruntime fp32": 0.8})
+    model, info = narrow_model()
+    configs = {"onnxruntime": OnnxRuntimeConfig(threads=1, cache_dir=tmp_path / "onnx"), "torch": TorchConfig(threads=1)}
+    lines: list[str] = []
+    engine, _ = select.choose(model, info, device="cpu", configs=configs, log=lines.append, measure=False)
+    assert counting.runs == [] and (engine.name, precision.precision_of(engine)) == ("onnxruntime", "fp32")
+    assert "unmeasured" in lines[-1] and "streamfix info --measure" in lines[-1]
+    select.cpu_choice(model, info, configs=configs, measure=True, log=lambda line: None)
+    engine, _ = select.choose(model, info, device="cpu", configs=configs, log=lines.append, measure=False)
+    assert len(counting.runs) == 1 and precision.precision_of(engine) == "int8" and "cached" in lines[-1]
+
+
 def test_a_named_precision_narrows_the_candidates(counting, monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(precision, "cpu_description", lambda: NO_BF16)

@@ -120,7 +120,7 @@ class Pipeline:
         return Restorer(c.model, engine=self._engine or c.engine, device=c.device, batch=c.batch, tile=c.tile,
                         memory_mb=c.memory_budget_mb, chroma=c.chroma, ensemble=c.ensemble, tier=c.tier, gate=c.gate,
                         jpeg_quality=c.jpeg_quality, precision=c.precision, engine_configs=engine_configs(c),
-                        log=lambda line: self._emit(line))
+                        log=lambda line: self._emit(line), measure_engines=not self.live)
 
     def _open_reader(self) -> MediaReader:
         c = self.config.input

@@ -86,7 +86,7 @@ class Restorer:
                  batch: int = 4, tile: int = 0, chroma: str = "passthrough",
                  jpeg_quality: int | None = None, engine_configs: Mapping[str, Any] | None = None,
                  ensemble: str = "stills", tier: str = "auto", precision: str = "auto",
-                 gate: str | float = "auto", memory_mb: int | None = None,
+                 gate: str | float = "auto", memory_mb: int | None = None, measure_engines: bool = True,
                  log: Callable[[str], None] = print) -> None:
         # The clean-frame gate (core/options.py gate_qp): raises on a bad setting.
         self._clean_qp = gate_qp(gate, conditioning.CLEAN_QP)
@@ -105,6 +105,7 @@ class Restorer:
         self._engine_name, self._device, self._batch, self._tile = engine, device, batch, tile
         self._precision = precision  # auto, fp32, bf16, int8 (engines/precision.py)
         self._memory_mb = memory_mb  # per engine call, MiB; None: the device's default (engines/tiling.py)
+        self._measure_engines = measure_engines  # False: engine auto does not stop to time (live)
         self.chroma = chroma
         # "stills": chroma through the luma model for still pictures only. Measured
         # (benchmarks/chroma.md): +0.7 dB Cb/Cr on JPEG q10 but only +0.13-0.16 dB on
@@ -165,7 +166,7 @@ class Restorer:
             engine, fallbacks = choose(model, info, engine=self._engine_name, device=self._device,
                                        max_batch=self._batch, tile=self._tile, log=self._log,
                                        configs=self._engine_configs, precision=self._precision,
-                                       memory_mb=self._memory_mb)
+                                       memory_mb=self._memory_mb, measure=self._measure_engines)
             engine.__enter__()
             self._loaded[name] = (info, engine, list(fallbacks))
             self._log(f"streamfix: model {info.name}, engine {engine.name} {precision_of(engine)} on {engine.device}")

@@ -16,9 +16,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import av
 import numpy as np
 
+from streamfix.media.crf_encode import encode_frames
 from streamfix.media.planes import plane_to_array
 from streamfix.media.reader import DecodedFrame, open_input
 from streamfix.quality.evaluate import source_frames
@@ -28,17 +28,6 @@ from streamfix.restore.restorer import Restorer
 from streamfix.restore.strength import StreamStrength, picture_kind
 
 
-def encode(frames: list[av.VideoFrame], path: Path, params: str) -> None:
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = frames[0].width, frames[0].height, "yuv420p"
-        stream.options = {"x264-params": params}
-        for i, frame in enumerate(frames):
-            frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-
-
 def measure(source: Path, frames: int, qp: int, pbratio: float) -> list[dict]:
     refs = source_frames(source)[:frames]
     lumas = [plane_to_array(f, 0) for f in refs]
@@ -46,7 +35,7 @@ def measure(source: Path, frames: int, qp: int, pbratio: float) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp, Restorer(engine="onnxruntime", device="cpu", gate="off") as restorer:
         path = Path(tmp) / "in.mkv"
-        encode(refs, path, params)
+        encode_frames(refs, path, codec="libx264", options={"x264-params": params}, container="matroska")
         with open_input(path) as reader:
             restorer.prepare(reader.video)
             strengths = StreamStrength(reader.video.codec_name)

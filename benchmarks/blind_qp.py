@@ -16,9 +16,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import av
 import numpy as np
 
+from streamfix.media.crf_encode import encode_frames
 from streamfix.media.planes import plane_to_array
 from streamfix.media.reader import DecodedFrame, open_input
 from streamfix.quality.evaluate import source_frames
@@ -34,22 +34,6 @@ SETTINGS = {
 ORACLE_QPS = tuple(range(20, 53, 4))
 
 
-def encode(frames: list[av.VideoFrame], encoder: str, options: dict[str, str], path: Path) -> None:
-    options = dict(options)
-    with av.open(str(path), "w", format="matroska") as out:
-        stream = out.add_stream(encoder, rate=25)
-        stream.width, stream.height, stream.pix_fmt = frames[0].width, frames[0].height, "yuv420p"
-        if "bpp" in options:  # a bitrate in bits per pixel, so every size gets alike quality
-            options["b"] = str(int(float(options.pop("bpp")) * frames[0].width * frames[0].height * 25))
-        stream.options = options
-        for i, frame in enumerate(frames):
-            # A decoded source frame keeps its I/P type, which the encoder would obey
-            # (a .y4m decodes as all I-frames): the encoder chooses its own GOP.
-            frame.pts, frame.pict_type = i, av.video.frame.PictureType.NONE
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-
-
 def run(source: Path, frames: int) -> list[str]:
     refs = source_frames(source)[:frames]
     lumas = [plane_to_array(f, 0) for f in refs]
@@ -58,7 +42,7 @@ def run(source: Path, frames: int) -> list[str]:
             Restorer(engine="onnxruntime", device="cpu", log=lambda m: None) as restorer:
         for name, (encoder, options) in SETTINGS.items():
             path = Path(tmp) / "in.mkv"
-            encode(refs, encoder, options, path)
+            encode_frames(refs, path, codec=encoder, options=options, container="matroska")
             with open_input(path, log=lambda m: None) as reader:
                 restorer.prepare(reader.video)
                 decoded = [d for d in reader.items() if isinstance(d, DecodedFrame)]

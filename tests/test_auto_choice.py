@@ -115,13 +115,21 @@ def test_a_stored_decision_for_another_key_is_not_used(counting, tmp_path):
     assert again.label == made.label and len(counting.runs) == 2
 
 
-def test_choose_on_a_cpu_logs_the_choice_and_why(counting, monkeypatch, tmp_path):
-    """The lines a run starts with: one per backend skipped, one for the choice."""
+@pytest.fixture
+def on_this_cpu(counting, monkeypatch, tmp_path):
+    """A CPU without bf16, a fresh cache, ONNX Runtime int8 twice as fast as fp32:
+    (model, info, configs) for `select.choose`."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(precision, "cpu_description", lambda: NO_BF16)
     counting.times.update({"onnxruntime int8": 0.4, "onnxruntime fp32": 0.8})
     model, info = narrow_model()
     configs = {"onnxruntime": OnnxRuntimeConfig(threads=1, cache_dir=tmp_path / "onnx"), "torch": TorchConfig(threads=1)}
+    return model, info, configs
+
+
+def test_choose_on_a_cpu_logs_the_choice_and_why(counting, on_this_cpu):
+    """The lines a run starts with: one per backend skipped, one for the choice."""
+    model, info, configs = on_this_cpu
     lines: list[str] = []
     engine, fallbacks = select.choose(model, info, device="cpu", configs=configs, log=lines.append)
     assert (engine.name, precision.precision_of(engine)) == ("onnxruntime", "int8")
@@ -140,15 +148,11 @@ def test_choose_on_a_cpu_logs_the_choice_and_why(counting, monkeypatch, tmp_path
     assert shown is not None and shown.label == "onnxruntime int8"
 
 
-def test_a_live_run_does_not_stop_to_time_but_uses_a_stored_choice(counting, monkeypatch, tmp_path):
+def test_a_live_run_does_not_stop_to_time_but_uses_a_stored_choice(counting, on_this_cpu):
     """Timing takes seconds per model, during which a live stream's frames would pass
     through: measure=False takes the first candidate, unmeasured, and says how to fix
     it, until a decision is stored; then it uses that one."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(precision, "cpu_description", lambda: NO_BF16)
-    counting.times.update({"onnxruntime int8": 0.4, "onnxruntime fp32": 0.8})
-    model, info = narrow_model()
-    configs = {"onnxruntime": OnnxRuntimeConfig(threads=1, cache_dir=tmp_path / "onnx"), "torch": TorchConfig(threads=1)}
+    model, info, configs = on_this_cpu
     lines: list[str] = []
     engine, _ = select.choose(model, info, device="cpu", configs=configs, log=lines.append, measure=False)
     assert counting.runs == [] and (engine.name, precision.precision_of(engine)) == ("onnxruntime", "fp32")

@@ -32,6 +32,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from streamfix.media.crf_encode import encode_frames
 from streamfix.media.planes import plane_to_array
 from streamfix.quality.measures import psnr
 from streamfix.restore.restorer import Restorer
@@ -49,17 +50,6 @@ CODECS = {
     "av1": ("libsvtav1", lambda q: {"crf": str(q), "preset": "10"}, (20, 63)),
     "mpeg2video": ("mpeg2video", lambda q: {"b": str(1_500_000 // q), "g": "12", "bf": "2"}, (2, 31)),
 }
-
-
-def _encode(frames: list[av.VideoFrame], encoder: str, options: dict[str, str], path: Path) -> None:
-    with av.open(str(path), "w", format="matroska") as out:
-        stream = out.add_stream(encoder, rate=25)
-        stream.width, stream.height, stream.pix_fmt = SIZE, SIZE, "yuv420p"
-        stream.options = options
-        for i, frame in enumerate(frames):
-            frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
 
 
 def quantizer_feature(codec: str, path: Path) -> float:
@@ -125,7 +115,8 @@ def collect(codec: str, images: list[Path], clips: int, seed: int = 0) -> list[t
                 continue
             pristine = [plane_to_array(f, 0) for f in frames]
             path = Path(tmp) / f"{i}.mkv"
-            _encode(frames, encoder, options(int(rng.integers(low, high + 1))), path)
+            encode_frames(frames, path, codec=encoder, options=options(int(rng.integers(low, high + 1))),
+                          container="matroska")
             feature = quantizer_feature(codec, path)
             if np.isfinite(feature):
                 rows.append((feature, clip_gains(restorer, path, pristine)))

@@ -1,6 +1,7 @@
-"""Encode a list of frames at a constant rate factor: the one place that makes the
-low-bitrate encodes used for evaluation, training clips and calibration, so they
-all come from the same encoder settings.
+"""Encode a list of frames at a constant rate factor (`encode_at_crf`), or with any
+other encoder settings (`encode_frames`): the one place that makes the low-bitrate
+encodes used for evaluation, training clips, calibrations and benchmarks, so they
+all come from the same loop (yuv420p, 25 fps, fresh timestamps, the encoder's own GOP).
 """
 
 from __future__ import annotations
@@ -26,17 +27,25 @@ def encode_at_crf(frames: list[av.VideoFrame], target: str | Path | BinaryIO, *,
     (e.g. "csv=...:csv-log-level=1"); `options` are further encoder options (e.g. a
     fixed GOP: {"g": "25", "keyint_min": "25", "sc_threshold": "0"}).
     """
+    options = {"crf": str(crf), "preset": preset, **(options or {})}
+    if threads:
+        options["threads"] = str(threads)
+    if codec == "libx265":
+        params = ["log-level=error"] + (["pools=1", "frame-threads=1"] if threads == 1 else [])
+        options["x265-params"] = ":".join(params + ([x265_params] if x265_params else []))
+    encode_frames(frames, target, codec=codec, options=options)
+
+
+def encode_frames(frames: list[av.VideoFrame], target: str | Path | BinaryIO, *, codec: str,
+                  options: dict[str, str], container: str = "mp4") -> None:
+    """Write `frames` (any pixel format; converted to yuv420p) at 25 fps with encoder
+    `codec` and exactly `options` (other rate controls than CRF: a constant QP, a
+    bitrate, VP9's own CRF), into a `container` file."""
     target = str(target) if isinstance(target, Path) else target
-    with av.open(target, "w", format="mp4") as out:
+    with av.open(target, "w", format=container) as out:
         stream = out.add_stream(codec, rate=RATE)
         stream.width, stream.height, stream.pix_fmt = frames[0].width, frames[0].height, "yuv420p"
-        options = {"crf": str(crf), "preset": preset, **(options or {})}
-        if threads:
-            options["threads"] = str(threads)
-        if codec == "libx265":
-            params = ["log-level=error"] + (["pools=1", "frame-threads=1"] if threads == 1 else [])
-            options["x265-params"] = ":".join(params + ([x265_params] if x265_params else []))
-        stream.options = options
+        stream.options = dict(options)
         for i, frame in enumerate(frames):
             frame = reformat(frame, format="yuv420p")
             # Fresh timestamps: a decoded source carries its own time base, which must

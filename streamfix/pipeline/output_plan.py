@@ -72,6 +72,19 @@ def only_restores(config: Any) -> bool:
     return [spec.get("type") for spec in config.stages] == ["restore"]
 
 
+def planned(source: Any, target: Any, config: Any, *, custom_stages: bool = False) -> OutputPlan | None:
+    """The plan for a run of `config` from `source` to `target`, or None where it is
+    not ours to make (see `applies`) or the probe fails (the run itself then reports
+    what is wrong with the input, in its own words)."""
+    if not applies(source, target, config.encode, model=config.model,
+                   custom_stages=custom_stages or not only_restores(config)):
+        return None
+    try:
+        return plan_output(source, config.gate)
+    except Exception:  # noqa: BLE001 - see above
+        return None
+
+
 def settle_for_pieces(source: str | Path, target: str | Path, config: Any) -> tuple[Any, OutputPlan | None]:
     """The plan for a run in pieces (streamfix/segments): made once for the whole input,
     as a single pass makes it, because every piece must be encoded alike for the join
@@ -80,12 +93,7 @@ def settle_for_pieces(source: str | Path, target: str | Path, config: Any) -> tu
     the whole file is one task, which its pipeline copies."""
     if config.encode.crf != "auto":
         return config, None
-    plan = None
-    if applies(source, target, config.encode, model=config.model, custom_stages=not only_restores(config)):
-        try:
-            plan = plan_output(source, config.gate)
-        except Exception:  # noqa: BLE001 - the pieces' own runs will say what is wrong with the input
-            plan = None
+    plan = planned(source, target, config)
     if plan is not None and plan.mode == "copy":
         return config, plan
     crf = plan.crf if plan is not None else FALLBACK_CRF
@@ -101,11 +109,8 @@ def probe_mean_qp(source: str | Path, frames: int = PROBE_FRAMES) -> tuple[float
         for item in reader.items():
             if not hasattr(item, "frame"):
                 continue  # a packet of a copied stream
-            strength = strengths.of(item)
-            if strength.qp_map is not None:
-                qps.append(float(np.mean(strength.qp_map)))
-            elif strength.frame_qp is not None:
-                qps.append(strength.frame_qp)
+            if (qp := strengths.of(item).mean_qp) is not None:
+                qps.append(qp)
             if item.index + 1 >= frames:
                 break
         return (float(np.mean(qps)) if qps else None), video.codec_name, video.is_still
@@ -147,13 +152,7 @@ def settle_output(pipeline: Any, *, custom_stages: bool, log: Callable[[str], No
 
     config = pipeline.config
     pipeline.output_plan = None
-    if pipeline.live or not applies(pipeline.source, pipeline.target, config.encode, model=config.model,
-                                    custom_stages=custom_stages or not only_restores(config)):
-        return None
-    try:
-        plan = plan_output(pipeline.source, config.gate)
-    except Exception:  # noqa: BLE001 - the run itself will say what is wrong with the input
-        return None
+    plan = None if pipeline.live else planned(pipeline.source, pipeline.target, config, custom_stages=custom_stages)
     if plan is None:
         return None
     if plan.mode == "copy":

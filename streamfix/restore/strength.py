@@ -82,10 +82,9 @@ class StreamStrength:
             frame_qp = self._estimator.estimate(decoded.packet_bytes, frame.width, frame.height, frame.pict_type)
         elif decoded.qp_map is None:
             frame_qp = quantizer_qp(frame)
-        strength = Strength(decoded.qp_map, frame_qp, decoded.jpeg_quality)
         kind = picture_kind(frame.pict_type)
-        if kind == "B":
-            return Strength(decoded.qp_map, frame_qp, decoded.jpeg_quality, reference_qp=self._last_reference)
+        reference = self._last_reference if kind == "B" else None
+        strength = Strength(decoded.qp_map, frame_qp, decoded.jpeg_quality, reference_qp=reference)
         if kind in ("I", "P") and strength.mean_qp is not None:
             self._last_reference = strength.mean_qp
         return strength

@@ -57,6 +57,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # Timed only once its engine is built: while building, TensorRT would serve
     # frames with its PyTorch standby and the numbers would be PyTorch's.
     "tensorrt": ("tensorrt", {"while_building": "wait"}),
+    # What `streamfix run` uses when nothing is set: engine and precision auto, the
+    # default memory budget (the measured choice, cached per machine: engines/auto_choice.py).
+    "default": ("auto", {}),
 }
 QP = 40  # the conditioning value fed to the QP model: a low-bitrate stream
 
@@ -153,10 +156,13 @@ def _options(variant: str, threads: int) -> tuple[str, dict[str, Any]]:
     return name, options
 
 
-def _engine(variant: str, model, info, config: BenchConfig, batch: int):
+def _engine(variant: str, model, info, config: BenchConfig, batch: int, log=lambda line: None):
     from streamfix.engines.select import choose, engine_config
 
     name, options = _options(variant, config.threads)
+    if name == "auto":
+        engine, _ = choose(model, info, engine="auto", device=config.device, max_batch=batch, log=log)
+        return engine
     configs = {name: engine_config(name, options, f"variant {variant}")}
     engine, _ = choose(model, info, engine=name, device=config.device, max_batch=batch, configs=configs,
                        log=lambda line: None)
@@ -177,7 +183,8 @@ def bench_engines(config: BenchConfig, log=print) -> list[EngineRow]:
             for variant in config.variants:
                 row = EngineRow(variant, (width, height), batch)
                 reset_peak()
-                with _engine(variant, model, info, config, batch) as engine:
+                said: list[str] = []
+                with _engine(variant, model, info, config, batch, log=said.append) as engine:
                     for _ in range(config.warmup):
                         out = engine.infer(x)
                     for _ in range(config.repeats):
@@ -191,6 +198,8 @@ def bench_engines(config: BenchConfig, log=print) -> list[EngineRow]:
                         with torch.inference_mode():
                             reference[batch] = model(torch.from_numpy(x[:1])).numpy()
                     row.psnr_vs_fp32 = _psnr(out[:1], reference[batch])
+                for line in said:
+                    log(f"  {variant}: {line}")
                 log(f"  {variant:<17} {width}x{height} batch {batch}: {row.fps:6.2f} frames/s, "
                     f"{row.cpu_per_frame:.3f} CPU-s/frame")
                 rows.append(row)

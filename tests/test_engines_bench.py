@@ -66,3 +66,23 @@ def test_the_engine_precision_table_has_speed_gain_memory_and_the_limit(tmp_path
     assert "MAC/cycle/core" in out and list(tmp_path.glob("streamfix/onnx/*int8*.onnx"))
     (run,) = [line for line in out.splitlines() if line.startswith("| onnxruntime | int8 | 96x64 | 8 | 4 |")]
     assert 50 < float(run.split("|")[6]) < 4000, "a whole run's own peak, not the bench process's"
+
+
+def test_the_default_row_runs_what_auto_chooses_and_says_so(tmp_path, monkeypatch, capsys):
+    from streamfix.engines import auto_choice
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    # The choice itself is tested in test_auto_choice.py; here a stand-in measurement
+    # makes torch fp32 the winner, so the row must be torch's, and say why.
+    def measure(candidates, build, calibration):
+        return [auto_choice.Measurement(c.label, seconds=0.1 if c.label == "torch fp32" else 1.0, gain_db=0.3)
+                for c in candidates]
+
+    monkeypatch.setattr(auto_choice, "measure", measure)
+    monkeypatch.setattr(auto_choice, "reference_output", lambda model, x: x[:, :1] * 0 + 0.5)
+    code = main(["bench", "--engines", "default", "--sizes", "64x48", "--batches", "1", "--repeats", "1",
+                 "--warmup", "0", "--device", "cpu", "--no-grid", "--pipeline-frames", "0"])
+    printed = capsys.readouterr()
+    assert code == 0
+    assert "default: engine auto on this CPU: torch fp32: fastest of" in printed.err, printed.err
+    assert any(line.startswith("| default | 64x48 | 1 |") for line in printed.out.splitlines()), printed.out

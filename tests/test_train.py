@@ -97,3 +97,39 @@ def test_resume_after_kill_matches_an_unbroken_run(tmp_path):
     model_b, _ = load_model(weights_b)
     for (name, pa), pb in zip(model_a.state_dict().items(), model_b.state_dict().values()):
         assert torch.allclose(pa, pb, atol=1e-6), name
+
+
+@needs_data
+def test_a_fine_tuning_stage_starts_from_the_given_checkpoint(tmp_path):
+    base, _ = _config(tmp_path / "base", steps=20, checkpoint_every=10, val_every=1000, log_every=10)
+    base_weights = run(base, log=lambda *_: None)
+    checkpoint = tmp_path / "base" / "smoke" / "checkpoint.pt"
+    # No steps of its own: the stage's weights are exactly the checkpoint's model.
+    stage, _ = _config(tmp_path / "stage", steps=0, init_from=str(checkpoint))
+    stage_weights = run(stage, log=lambda *_: None)
+    x = torch.rand(1, 1, 40, 40)  # the smoke model: one luma plane, no conditioning
+    with torch.no_grad():
+        assert torch.equal(load_model(stage_weights)[0](x), load_model(base_weights)[0](x))
+    # A different architecture, or inference weights (batch norm folded), are refused.
+    other, _ = _config(tmp_path / "other", steps=0, init_from=str(checkpoint), model={"features": 32})
+    with pytest.raises(ValueError, match="differs from this run"):
+        run(other, log=lambda *_: None)
+    folded, _ = _config(tmp_path / "folded", steps=0, init_from=str(base_weights))
+    with pytest.raises(ValueError, match="not a training checkpoint"):
+        run(folded, log=lambda *_: None)
+
+
+def test_hardware_like_clips_have_a_flat_qp_map():
+    from PIL import Image
+    import numpy as np
+    from streamfix.train.config import VideoConfig
+    from streamfix.train.degrade import make_clip
+
+    rng = np.random.default_rng(3)
+    picture = Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8))
+    clip = make_clip(rng, picture, VideoConfig(codecs=("libx264-hw",), clip_size=64, clip_frames=4), crf=33)
+    assert clip.codec == "libx264-hw"
+    assert np.all(clip.qp == 33)  # every macroblock of every frame type at the asked QP
+    x264 = make_clip(np.random.default_rng(3), picture, VideoConfig(codecs=("libx264",), clip_size=64, clip_frames=4),
+                     crf=33)
+    assert not np.all(x264.qp == x264.qp.flat[0])  # x264's own rate control varies it

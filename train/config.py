@@ -32,6 +32,8 @@ class JpegConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VideoConfig:
+    # Encoders the clips come from, drawn per clip: libx264, libx265, or libx264-hw
+    # (x264 set up like a hardware encoder, constant QP = the drawn CRF; crf_encode.py).
     codecs: tuple[str, ...] = ("libx264",)
     crf_range: tuple[int, int] = (15, 46)
     presets: tuple[str, ...] = ("medium", "fast", "veryfast", "slow")
@@ -62,6 +64,10 @@ class TrainConfig:
     video: VideoConfig = field(default_factory=VideoConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     out_dir: Path = Path("runs")  # the run lives in out_dir/name
+    # A fine-tuning stage: a run with no checkpoint of its own starts from the model in
+    # this training checkpoint (train/checkpoints/*.pt: batch norm unfolded), with a
+    # fresh optimiser and its own warm-up and cosine. Resuming a stage does not read it.
+    init_from: Path | None = None
     steps: int = 20000
     batch: int = 16
     lr: float = 1e-3

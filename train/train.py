@@ -140,6 +140,20 @@ def _save_checkpoint(path: Path, model: CARDRN, optimiser: torch.optim.Optimizer
     tmp.replace(path)
 
 
+def _init_weights(path: Path, model: CARDRN) -> dict:
+    """The model of a training checkpoint, checked against the run's architecture."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as exc:
+        raise ValueError(f"init_from {path}: not a readable training checkpoint ({exc})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "optimiser" not in ckpt:
+        # Shipped weights have batch norm folded away and cannot continue training.
+        raise ValueError(f"init_from {path}: not a training checkpoint (use train/checkpoints/NAME.pt)")
+    if ckpt.get("model_args") != model.args.to_dict():
+        raise ValueError(f"init_from {path}: its model {ckpt.get('model_args')} differs from this run's {model.args.to_dict()}")
+    return ckpt["model"]
+
+
 def run(cfg: TrainConfig, *, log=print) -> Path:
     """Train (or resume) the run described by `cfg`; returns the weights file."""
     run_dir = Path(cfg.out_dir) / cfg.name
@@ -160,6 +174,9 @@ def run(cfg: TrainConfig, *, log=print) -> Path:
         optimiser.load_state_dict(ckpt["optimiser"])
         step, seconds = ckpt["step"], ckpt["seconds"]
         log(f"resumed {cfg.name} at step {step}")
+    elif cfg.init_from is not None:
+        model.load_state_dict(_init_weights(cfg.init_from, model))
+        log(f"{cfg.name}: starting from the model in {cfg.init_from}")
     log(f"{cfg.name}: {parameter_count(model):,} parameters, {cfg.steps} steps of batch {cfg.batch} x {cfg.data.patch}^2")
 
     model.train()

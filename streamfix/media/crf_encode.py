@@ -16,11 +16,20 @@ from streamfix.media.planes import reformat
 
 RATE = 25
 
+# x264 set up like a hardware encoder at a fixed QP per frame type (QSV, NVENC and
+# VA-API "CQP"): no adaptive quantization, no macroblock tree, no psychovisual tuning
+# or trellis, I- and B-frames at the P-frames' QP. Their QP maps are flat where x264's
+# own vary per macroblock. The codec name `libx264-hw` asks for it (the CRF is the QP).
+HARDWARE_LIKE_X264 = ("aq-mode=0:mbtree=0:psy=0:trellis=0:ipratio=1.0:pbratio=1.0:bframes=2:b-adapt=0:"
+                      "scenecut=0:keyint=250")
+HARDWARE_LIKE = "libx264-hw"
+
 
 def encode_at_crf(frames: list[av.VideoFrame], target: str | Path | BinaryIO, *, codec: str, crf: int,
                   preset: str = "medium", threads: int = 0, x265_params: str = "",
                   options: dict[str, str] | None = None) -> None:
     """Write `frames` (any pixel format; converted to yuv420p) as MP4 at 25 fps.
+    `codec` libx264-hw is x264 set up like a hardware encoder, with `crf` as its QP.
 
     threads=0 lets the encoder choose; training clips use 1 so that many small encodes
     can share a busy machine. `x265_params` is appended to the libx265 options
@@ -28,6 +37,10 @@ def encode_at_crf(frames: list[av.VideoFrame], target: str | Path | BinaryIO, *,
     fixed GOP: {"g": "25", "keyint_min": "25", "sc_threshold": "0"}).
     """
     options = {"crf": str(crf), "preset": preset, **(options or {})}
+    if codec == HARDWARE_LIKE:
+        codec = "libx264"
+        del options["crf"]
+        options["x264-params"] = f"qp={crf}:{HARDWARE_LIKE_X264}"
     if threads:
         options["threads"] = str(threads)
     if codec == "libx265":

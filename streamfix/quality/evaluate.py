@@ -163,24 +163,33 @@ def evaluate_video(restorer: Restorer, source: Path, settings: list[VideoSetting
         for setting in settings:
             path = Path(tmp) / f"encoded_{setting.codec}_{setting.crf}.mp4"
             encode_video(frames, setting, path)
-            tally = Tally()
-            with MediaReader(path) as reader:
-                restorer.prepare(reader.video)
-                decoded = [item for item in reader.items() if isinstance(item, DecodedFrame)]
-            if len(decoded) != len(references):
-                raise RuntimeError(f"{setting}: {len(decoded)} decoded frames for {len(references)} source frames")
-            for start in range(0, len(decoded), 8):
-                chunk = decoded[start : start + 8]
-                for d, restored in zip(chunk, restorer.restore_batch(chunk)):
-                    tally.add(references[d.index], plane_to_array(d.frame, 0), plane_to_array(restored, 0))
-                    if d.index == len(decoded) // 2:
-                        crops.append((f"{Path(source).name} {setting} frame {d.index}", references[d.index],
-                                      plane_to_array(d.frame, 0), plane_to_array(restored, 0)))
-            if options is not None:
-                got = delivered(path, references, options, Path(tmp))
-                tally.delivered, tally.output_video = got["metrics"], got["output_video"]
-            results[str(setting)] = tally.summary()
+            results[str(setting)] = evaluate_encoded(restorer, path, references, crops=crops,
+                                                     label=f"{Path(source).name} {setting}", options=options)
     return results
+
+
+def evaluate_encoded(restorer: Restorer, path: Path, references: list[np.ndarray], *, crops: list | None = None,
+                     label: str = "", options: dict | None = None) -> dict:
+    """One compressed file (made by any encoder) against its source lumas: restored
+    frames and, unless `options` is None, a real run's default output (delivered.py)."""
+    tally = Tally()
+    with MediaReader(path) as reader:
+        restorer.prepare(reader.video)
+        decoded = [item for item in reader.items() if isinstance(item, DecodedFrame)]
+    if len(decoded) != len(references):
+        raise RuntimeError(f"{label or path}: {len(decoded)} decoded frames for {len(references)} source frames")
+    for start in range(0, len(decoded), 8):
+        chunk = decoded[start : start + 8]
+        for d, restored in zip(chunk, restorer.restore_batch(chunk)):
+            tally.add(references[d.index], plane_to_array(d.frame, 0), plane_to_array(restored, 0))
+            if crops is not None and d.index == len(decoded) // 2:
+                crops.append((f"{label} frame {d.index}", references[d.index],
+                              plane_to_array(d.frame, 0), plane_to_array(restored, 0)))
+    if options is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            got = delivered(path, references, options, Path(tmp))
+        tally.delivered, tally.output_video = got["metrics"], got["output_video"]
+    return tally.summary()
 
 
 # ----------------------------------------------------------------------------- report

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import tempfile
@@ -43,6 +42,7 @@ import av
 import numpy as np
 
 from streamfix.media.crf_encode import HARDWARE_LIKE, RATE, encode_at_crf
+from streamfix.engines.precision import cpu_description
 from streamfix.media.planes import plane_to_array
 from streamfix.quality.evaluate import evaluate_encoded, source_frames
 from streamfix.restore.restorer import Restorer
@@ -153,7 +153,7 @@ def main() -> None:
     for s in sorted(set(skipped)):
         print(f"skipped {s}")
     if args.out:
-        cpu = platform.processor() or platform.machine()
+        cpu = cpu_description()[0]
         args.out.write_text(
             "# H.264 from several encoders\n\n"
             f"Made by `python benchmarks/encoders.py {' '.join(map(str, args.sources))} --frames {args.frames}` "

@@ -42,6 +42,35 @@ def test_the_anchor_follows_an_earlier_arrival_at_once_and_a_slow_sender_only_sl
     assert deadline == pytest.approx(49.2 + 11 + 0.002 * 10 + 0.5)
 
 
+def test_a_source_behind_its_own_clock_is_followed_where_the_reader_waited_for_it():
+    """A sender at 27 frames/s of its 30 (or one that stalled and lost the time): where
+    the reader waited for the data, nothing was queued in front of the pipeline, so the
+    lateness is the source's and the frame keeps its whole budget."""
+    clock = DeadlineClock(0.5)
+    clock.deadline(pts_s=0.0, arrival=50.0)
+    for second in range(1, 11):
+        arrival = 50.0 + second / 0.9  # 10 % slower than its timestamps
+        deadline = clock.deadline(pts_s=float(second), arrival=arrival, input_idle=True)
+        assert deadline == pytest.approx(arrival + 0.5)
+    # Data that was waiting in a buffer says nothing about the source: a frame read
+    # from a backlog 2 s later keeps the deadline it should have had.
+    late = clock.deadline(pts_s=11.0, arrival=50.0 + 10 / 0.9 + 1 + 2.0)
+    assert late == pytest.approx(50.0 + 10 / 0.9 + 1 + 0.002 + 0.5)
+    # And an earlier arrival still re-anchors at once, idle or not.
+    assert clock.deadline(pts_s=12.0, arrival=50.0 + 10 / 0.9 + 1.5, input_idle=True) == pytest.approx(
+        50.0 + 10 / 0.9 + 1.5 + 0.5)
+
+
+def test_live_timing_reads_whether_the_reader_waited_for_a_frame():
+    timing = LiveTiming(0.4)
+    first, second = decoded(0), decoded(30)
+    object.__setattr__(first, "arrival", 20.0)
+    object.__setattr__(second, "arrival", 23.0)  # 1 s of stream, 3 s of wall clock
+    object.__setattr__(second, "input_idle", True)
+    timing.deadline_of(first)
+    assert timing.deadline_of(second) == pytest.approx(23.4)
+
+
 def test_inference_estimate_is_a_running_mean_per_frame():
     estimate = InferenceEstimate(weight=0.5)
     assert estimate.frames_within(0.1, 4) == 4  # nothing measured yet: try

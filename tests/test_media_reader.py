@@ -284,3 +284,47 @@ def test_repeated_timestamps_are_made_increasing(tmp_path):
     pts = [f.frame.pts for f in frames]
     assert len(pts) == 8
     assert all(b > a for a, b in zip(pts, pts[1:]))
+
+
+def test_a_live_reader_says_which_frames_it_had_to_wait_for(tmp_path):
+    """Live mode's deadlines (pipeline/live.py) trust a frame's lateness only where the
+    reader waited for its data; from a file nothing is ever waited for."""
+    import io
+    import os
+    import threading
+    import time
+
+    FRAMES = 50
+    clip = io.BytesIO()
+    with av.open(clip, "w", format="mpegts") as out:
+        stream = out.add_stream("libx264", rate=25, options={"preset": "ultrafast", "tune": "zerolatency"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(FRAMES):
+            out.mux(stream.encode(mg.make_frame(i, 64, 48, "yuv420p")))
+        out.mux(stream.encode(None))
+    data = clip.getvalue()
+    read_end, write_end = os.pipe()
+
+    def trickle() -> None:  # a real-time source (after the part FFmpeg probes): the reader waits
+        chunk = len(data) // FRAMES + 1
+        with os.fdopen(write_end, "wb") as pipe:
+            for start in range(0, len(data), chunk):
+                pipe.write(data[start : start + chunk])
+                pipe.flush()
+                time.sleep(0.04)
+
+    sender = threading.Thread(target=trickle)
+    sender.start()
+    try:
+        with open_input(f"pipe:{read_end}", input_format="mpegts") as reader:
+            assert reader.live
+            frames = [item for item in reader.items() if isinstance(item, DecodedFrame)]
+    finally:
+        sender.join()
+        os.close(read_end)
+    assert len(frames) == FRAMES
+    assert sum(f.input_idle for f in frames) >= 5, [f.input_idle for f in frames]
+    file = tmp_path / "clip.ts"
+    file.write_bytes(data)
+    with open_input(file) as reader:
+        assert not any(item.input_idle for item in reader.items() if isinstance(item, DecodedFrame))

@@ -56,3 +56,6 @@ class DecodedFrame:
     packet_bytes: int | None        # size of the coded packet this frame came from
     jpeg_quality: int | None        # JPEG stills and MJPEG frames: quality from the tables
     arrival: float | None = None    # time.monotonic() when the decoder produced it
+    # Live inputs: the reader had waited for the data of the packet that completed this
+    # frame, i.e. nothing was queued in front of the pipeline (pipeline/live.py).
+    input_idle: bool = False

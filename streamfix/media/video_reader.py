@@ -64,6 +64,11 @@ from streamfix.media.timestamps import Timestamps
 
 # Seconds to wait for a network source to connect / to send data before giving up.
 NETWORK_TIMEOUT_S = 15.0
+# A live input's packet that took this long to read was not waiting in a buffer: the
+# reader had caught up with the source (DecodedFrame.input_idle). A buffered packet
+# takes microseconds; 10 ms is twice Python's thread switch interval, so a read that
+# only waited for the GIL does not count.
+INPUT_WAIT_S = 0.010
 # A file's demuxer failing this often in a row, with no packet between, has nothing
 # more to give; fewer failures are read past.
 READ_ERRORS_IN_A_ROW = 8
@@ -113,6 +118,7 @@ class VideoReader:
         self._container: av.container.InputContainer | None = None
         self._pending: list[DecodedFrame | av.Packet] = []
         self._index = 0
+        self._input_idle = False  # see INPUT_WAIT_S
         # The last decoded frame's (pts, duration, time_base), for the completeness check.
         self._last_timing: tuple | None = None
         try:
@@ -251,7 +257,13 @@ class VideoReader:
         in_a_row = 0
         while True:
             try:
-                for packet in container.demux([stream, *self._demuxed]):
+                packets = container.demux([stream, *self._demuxed])
+                while True:
+                    asked = time.monotonic()
+                    packet = next(packets, None)
+                    if packet is None:
+                        break
+                    self._input_idle = self.live and time.monotonic() - asked >= INPUT_WAIT_S
                     in_a_row = 0
                     self._timing.shift_packet(packet)
                     if packet.stream.index != stream.index:
@@ -307,7 +319,8 @@ class VideoReader:
             self._report.concealed += frame.is_corrupt
             size, quality = frame.opaque if frame.opaque is not None else (None, None)
             yield DecodedFrame(index=self._index, frame=frame, qp_map=frame_qp_map(frame),
-                               packet_bytes=size, jpeg_quality=quality, arrival=time.monotonic())
+                               packet_bytes=size, jpeg_quality=quality, arrival=time.monotonic(),
+                               input_idle=self._input_idle)
             self._index += 1
 
     def _mjpeg_quality(self, packet: av.Packet) -> int | None:

@@ -39,7 +39,6 @@ import time
 from pathlib import Path
 
 import av
-import numpy as np
 
 from streamfix.media.crf_encode import HARDWARE_LIKE, RATE, encode_at_crf
 from streamfix.engines.precision import cpu_description

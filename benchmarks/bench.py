@@ -57,8 +57,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # Timed only once its engine is built: while building, TensorRT would serve
     # frames with its PyTorch standby and the numbers would be PyTorch's.
     "tensorrt": ("tensorrt", {"while_building": "wait"}),
-    # What `streamfix run` uses when nothing is set: engine and precision auto, the
-    # default memory budget (the measured choice, cached per machine: engines/auto_choice.py).
+    # What `streamfix run` uses with nothing set: engine and precision auto (engines/auto_choice.py).
     "default": ("auto", {}),
 }
 QP = 40  # the conditioning value fed to the QP model: a low-bitrate stream
@@ -157,15 +156,13 @@ def _options(variant: str, threads: int) -> tuple[str, dict[str, Any]]:
 
 
 def _engine(variant: str, model, info, config: BenchConfig, batch: int, log=lambda line: None):
+    """The variant's engine, not entered yet; `default` (engine auto) logs what it chose."""
     from streamfix.engines.select import choose, engine_config
 
     name, options = _options(variant, config.threads)
-    if name == "auto":
-        engine, _ = choose(model, info, engine="auto", device=config.device, max_batch=batch, log=log)
-        return engine
-    configs = {name: engine_config(name, options, f"variant {variant}")}
+    configs = {} if name == "auto" else {name: engine_config(name, options, f"variant {variant}")}
     engine, _ = choose(model, info, engine=name, device=config.device, max_batch=batch, configs=configs,
-                       log=lambda line: None)
+                       log=(lambda line: log(f"  {variant}: {line}")) if name == "auto" else (lambda line: None))
     return engine
 
 
@@ -183,8 +180,7 @@ def bench_engines(config: BenchConfig, log=print) -> list[EngineRow]:
             for variant in config.variants:
                 row = EngineRow(variant, (width, height), batch)
                 reset_peak()
-                said: list[str] = []
-                with _engine(variant, model, info, config, batch, log=said.append) as engine:
+                with _engine(variant, model, info, config, batch, log) as engine:
                     for _ in range(config.warmup):
                         out = engine.infer(x)
                     for _ in range(config.repeats):
@@ -198,8 +194,6 @@ def bench_engines(config: BenchConfig, log=print) -> list[EngineRow]:
                         with torch.inference_mode():
                             reference[batch] = model(torch.from_numpy(x[:1])).numpy()
                     row.psnr_vs_fp32 = _psnr(out[:1], reference[batch])
-                for line in said:
-                    log(f"  {variant}: {line}")
                 log(f"  {variant:<17} {width}x{height} batch {batch}: {row.fps:6.2f} frames/s, "
                     f"{row.cpu_per_frame:.3f} CPU-s/frame")
                 rows.append(row)

@@ -30,8 +30,8 @@ Rules this module keeps, and why:
 - A file whose demuxer stops early without an error (a cut MKV, an overwritten
   cluster) ends like a whole one, and `end_reason` says how much of the video its
   header promised is missing (see completeness.py).
-- Each frame carries the monotonic time it left the decoder (`arrival`): live mode
-  computes its deadline from it.
+- Each frame carries the monotonic time it left the decoder (`arrival`), and whether a
+  live reader had to wait for its data (`input_idle`): live mode's deadlines use both.
 
 One method per job, so each can be changed on its own: `_connect` (open, pick
 streams, set decoder options), `_demux` (packets in file order), `_decode_packet`
@@ -64,10 +64,8 @@ from streamfix.media.timestamps import Timestamps
 
 # Seconds to wait for a network source to connect / to send data before giving up.
 NETWORK_TIMEOUT_S = 15.0
-# A live input's packet that took this long to read was not waiting in a buffer: the
-# reader had caught up with the source (DecodedFrame.input_idle). A buffered packet
-# takes microseconds; 10 ms is twice Python's thread switch interval, so a read that
-# only waited for the GIL does not count.
+# A live packet this slow to read was not in a buffer: the reader had caught up with the
+# source (DecodedFrame.input_idle). Twice Python's thread switch interval: not just the GIL.
 INPUT_WAIT_S = 0.010
 # A file's demuxer failing this often in a row, with no packet between, has nothing
 # more to give; fewer failures are read past.
@@ -111,14 +109,12 @@ class VideoReader:
         self.reconnects = 0
         self.copy_streams: list[av.stream.Stream] = []
         self._report = InputReport()
-        self._ended = False
-        self._interlaced = False
+        self._ended = self._interlaced = False
         self._timing: Timestamps | None = None
         self._timeout_s, self._reconnect, self._log = timeout_s, reconnect, log
         self._container: av.container.InputContainer | None = None
         self._pending: list[DecodedFrame | av.Packet] = []
-        self._index = 0
-        self._input_idle = False  # see INPUT_WAIT_S
+        self._index, self._input_idle = 0, False  # input_idle: see INPUT_WAIT_S
         # The last decoded frame's (pts, duration, time_base), for the completeness check.
         self._last_timing: tuple | None = None
         try:
@@ -151,8 +147,7 @@ class VideoReader:
         # differently from run to run, and a piece differently from the whole.
         ctx.thread_type = "SLICE" if ctx.name == "h264" else "AUTO"
         ctx.options = {**ctx.options, **EXPORT_QP_OPTIONS}
-        # Lets each packet's size/quality ride along to the frame it becomes.
-        ctx.copy_opaque = True
+        ctx.copy_opaque = True  # each packet's size/quality rides along to the frame it becomes
         self._is_mjpeg = ctx.name == "mjpeg"
         self.copy_streams, notes = copied_streams(container, stream, self.source)
         if self._timing is None:  # the first connection; a reconnect says nothing new

@@ -70,5 +70,6 @@ def gain_by_qp(model: CARDRN, pictures: list[Path], clips: int, video, seed: int
                 buckets.setdefault(int(np.mean(clip.qp[t]) // 2 * 2), []).append(gain)
     return buckets
 
+
 if __name__ == "__main__":
     main()

@@ -65,8 +65,8 @@ from streamfix.media.timestamps import Timestamps
 # Seconds to wait for a network source to connect / to send data before giving up.
 NETWORK_TIMEOUT_S = 15.0
 # A live packet this slow to read was not in a buffer: the reader had caught up with the
-# source (DecodedFrame.input_idle). Twice Python's thread switch interval: not just the GIL.
-INPUT_WAIT_S = 0.010
+# source (DecodedFrame.input_idle). 4x Python's thread switch interval: not a GIL wait.
+INPUT_WAIT_S = 0.020
 # A file's demuxer failing this often in a row, with no packet between, has nothing
 # more to give; fewer failures are read past.
 READ_ERRORS_IN_A_ROW = 8

@@ -16,11 +16,13 @@ pipeline fell behind (the backlog then sits in the socket or pipe, where arrival
 cannot see it) still gets the deadline it should have had. The anchor may rise by
 `drift` seconds per stream second, so a sender whose clock runs slightly slow is not
 mistaken for a growing backlog. Where the reader had to wait for a frame's data
-(`input_idle`: nothing was queued in front of the pipeline), how late that frame is
-is the source's doing, not a backlog of ours, and the anchor rises to it at once: a
-sender that runs slower than its timestamps, or a stall that lost time, would
-otherwise make every later frame look late for ever (measured: a 480p sender at 27
-frames/s of its 30 left nothing restored).
+(`input_idle`: its read took 20 ms or more, so nothing was queued in front of the
+pipeline), how late that frame is is the source's doing, not a backlog of ours, and
+the anchor rises to it at once. Otherwise a sender that runs slower than its
+timestamps, or a stall that lost time, would make every later frame look late for
+ever (measured: a 480p sender that managed 16 frames/s of its 30 left 0-1% restored,
+now 22%). A read slowed only by a starved thread can pass for such a wait; the
+threshold keeps that rare, and a later, less delayed frame lowers the anchor again.
 
 All objects here are shared between threads. Their state is a few floats
 written by one thread and read by others (single attribute writes, atomic in CPython),

@@ -1,4 +1,4 @@
-"""VP9 restored through its quantizer fit, on clips the fit never saw.
+"""VP9 and AV1 restored through their quantizer fits, on clips the fits never saw.
 
 For each held-out source and encoder setting: encode, then restore exactly as
 `streamfix run` does (the reader, StreamStrength with QUANTIZER_FITS, the calibrated
@@ -7,7 +7,7 @@ conditioning QP would have given for the whole clip (an oracle: it knows the sou
 and how many frames the gate restored.
 
     python benchmarks/blind_qp.py ../shared/data/video/BasketballPass_416x240_png \\
-        ../shared/data/video/foreman_qcif_10f.y4m --frames 20
+        ../shared/data/video/foreman_qcif_10f.y4m --frames 20 [--only AV1]
 """
 
 from __future__ import annotations
@@ -30,17 +30,20 @@ SETTINGS = {
     "VP9 CRF 40": ("libvpx-vp9", {"crf": "40", "b": "0", "deadline": "good", "cpu-used": "4"}),
     "VP9 CRF 50": ("libvpx-vp9", {"crf": "50", "b": "0", "deadline": "good", "cpu-used": "4"}),
     "VP9 CRF 60": ("libvpx-vp9", {"crf": "60", "b": "0", "deadline": "good", "cpu-used": "4"}),
+    **{f"AV1 CRF {crf}": ("libsvtav1", {"crf": str(crf), "preset": "8"}) for crf in (20, 30, 40, 50, 60)},
 }
 ORACLE_QPS = tuple(range(20, 53, 4))
 
 
-def run(source: Path, frames: int) -> list[str]:
+def run(source: Path, frames: int, only: str = "") -> list[str]:
     refs = source_frames(source)[:frames]
     lumas = [plane_to_array(f, 0) for f in refs]
     lines = []
     with tempfile.TemporaryDirectory() as tmp, \
             Restorer(engine="onnxruntime", device="cpu", log=lambda m: None) as restorer:
         for name, (encoder, options) in SETTINGS.items():
+            if not name.startswith(only):
+                continue
             path = Path(tmp) / "in.mkv"
             encode_frames(refs, path, codec=encoder, options=options, container="matroska")
             with open_input(path, log=lambda m: None) as reader:
@@ -63,11 +66,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sources", nargs="+", type=Path)
     parser.add_argument("--frames", type=int, default=20)
+    parser.add_argument("--only", default="", help='settings whose name starts so, e.g. "AV1"')
     args = parser.parse_args()
     print("| source | setting | input PSNR | gain (fit + gate) | best fixed QP (oracle) | frames restored |\n"
           "|---|---|---|---|---|---|")
     for source in args.sources:
-        run(source, args.frames)
+        run(source, args.frames, args.only)
 
 
 if __name__ == "__main__":

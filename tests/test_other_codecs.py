@@ -4,7 +4,7 @@ Codecs other than H.264 attach other side data (VP9: frame-level parameters and 
 blocks; MPEG-2/MPEG-4: qscales) or none; through the default path every one of them
 must come out whole, passed through unrestored (no QP map, no estimate) with one
 line saying why, or restored where an estimate exists (HEVC from frame sizes, VP9
-from its frame quantizer).
+and AV1 from their frame quantizers).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from streamfix.media.qp import EXPORT_QP_OPTIONS, frame_qp_map
 
 CODECS = {
     "mpeg4.avi": {"codec": "mpeg4"},
-    "av1.mkv": {"codec": "libsvtav1", "width": 64, "height": 64},
     "mpeg2.avi": {"codec": "mpeg2video"},  # AVI: the 1/25 s clock MPEG-2 needs
 }
 
@@ -50,6 +49,21 @@ def test_vp9_is_restored_from_its_quantizer_and_clean_vp9_is_left_alone(tmp_path
     clean = mg.write_clip(tmp_path / "clean.webm", frames=8, rate=25, codec="libvpx-vp9",
                           encoder_options={"crf": "4", "b": "0"})
     code, err, stats = run_cli([clean.path, tmp_path / "clean-out.webm"], capsys, tmp_path)
+    assert code == 0 and stats["restored"] == 0 and stats["output_video"]["mode"] == "copy", err
+
+
+@pytest.mark.skipif("libsvtav1" not in av.codecs_available, reason="this FFmpeg has no AV1 encoder")
+def test_av1_is_restored_from_its_headers_and_clean_av1_is_left_alone(tmp_path, capsys):
+    """AV1 passed through: libdav1d exports no quantizer. Its frame headers' base_q_idx
+    now gives the model a QP (media/av1_quantizer.py, restore/strength.py)."""
+    blocky = mg.write_clip(tmp_path / "blocky.mkv", frames=8, rate=25, width=96, height=64, codec="libsvtav1",
+                           encoder_options={"crf": "63", "preset": "10"})
+    code, err, stats = run_cli([blocky.path, tmp_path / "out.mkv"], capsys, tmp_path)
+    assert code == 0 and not any("Traceback" in line for line in err), err
+    assert stats["frames_out"] == 8 and stats["restored"] > 0
+    clean = mg.write_clip(tmp_path / "clean.mkv", frames=8, rate=25, width=96, height=64, codec="libsvtav1",
+                          encoder_options={"crf": "5", "preset": "10"})
+    code, err, stats = run_cli([clean.path, tmp_path / "clean-out.mkv"], capsys, tmp_path)
     assert code == 0 and stats["restored"] == 0 and stats["output_video"]["mode"] == "copy", err
 
 

@@ -21,6 +21,17 @@ MUXER_REFUSES = {"mpegts": frozenset({"mov_text", "subrip", "srt", "ass", "ssa",
 STALE_TAG_PREFIXES = ("DURATION", "NUMBER_OF_", "_STATISTICS")
 
 
+def stream_from_template(container: av.container.OutputContainer, template: av.stream.Stream) -> av.stream.Stream:
+    """`container.add_stream_from_template(template)`, also for a stream whose decoder
+    has no encoder of the same name: PyAV looks the codec up by the decoder's name, and
+    AV1 decodes with libdav1d, so copying AV1 raised UnknownCodecError. Such a stream
+    is copied as opaque codec parameters. ValueError where the container cannot hold it."""
+    try:
+        return container.add_stream_from_template(template)
+    except av.codec.codec.UnknownCodecError:
+        return container.add_stream_from_template(template, opaque=True)
+
+
 def add_copied_stream(container: av.container.OutputContainer, source: av.stream.Stream, *, target: object,
                       drop_uncopyable: bool, log: Callable[[str], None]) -> av.stream.Stream | None:
     """An output stream remuxing `source` as it is (tags less the stale ones, disposition);
@@ -29,7 +40,7 @@ def add_copied_stream(container: av.container.OutputContainer, source: av.stream
     try:
         if name in MUXER_REFUSES.get(container.format.name, ()):
             raise ValueError(name)
-        stream = container.add_stream_from_template(source)
+        stream = stream_from_template(container, source)
     except ValueError:
         message = (f"{source.type} stream #{source.index} ({name}) cannot be stored in "
                    f"{container.format.name} without re-encoding")

@@ -55,6 +55,9 @@ class DecodedFrame:
     qp_map: np.ndarray | None       # H.264 per-macroblock QP
     packet_bytes: int | None        # size of the coded packet this frame came from
     jpeg_quality: int | None        # JPEG stills and MJPEG frames: quality from the tables
+    # Codecs whose decoder exports no quantizer, read from the bitstream instead:
+    # (codec, value on its own scale), e.g. ("av1", base_q_idx); media/packet_hints.py.
+    quantizer: tuple[str, float] | None = None
     arrival: float | None = None    # time.monotonic() when the decoder produced it
     # Live inputs: the reader had waited for the data of the packet that completed this
     # frame, i.e. nothing was queued in front of the pipeline (pipeline/live.py).

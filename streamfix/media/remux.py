@@ -28,7 +28,7 @@ from streamfix.media.container_extras import carry_container_extras, extras_note
 from streamfix.media.containers import container_format_for
 from streamfix.media.partial_file import PartialFile
 from streamfix.media.timestamps import OutputTimestamps
-from streamfix.media.copied_streams import add_copied_stream
+from streamfix.media.copied_streams import add_copied_stream, stream_from_template
 from streamfix.media.input_streams import copied_streams, restored_video
 from streamfix.media.video_reader import STALE_CONTAINER_TAGS
 
@@ -117,7 +117,7 @@ def _add_streams(out: av.container.OutputContainer, keep: list, video: av.stream
     encode path re-encodes it), the others by the writer's rules (copied_streams.py),
     so a copy keeps, drops or refuses the same streams an encoding run would."""
     try:
-        stream = out.add_stream_from_template(video)
+        stream = stream_from_template(out, video)
     except ValueError:
         name = video.codec_context.name if video.codec_context is not None else "unknown"
         raise CannotCopy(f"{out.format.name} cannot hold {name} video as it is") from None

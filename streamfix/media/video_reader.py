@@ -41,23 +41,21 @@ frame), `_reopen` (reconnecting) and `_check_complete` (the end of a file).
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
 import av
-from PIL import Image
 
 from streamfix.core.errors import InputError
-from streamfix.core.jpeg import quality_from_tables
 from streamfix.media import completeness
 from streamfix.media.decoded import DecodedFrame, VideoInfo
 from streamfix.media.frame_fields import colour_tags
 from streamfix.media.input_report import InputReport
 from streamfix.media.input_source import InputSource
 from streamfix.media.input_streams import copied_streams, describe_streams, restored_video
+from streamfix.media.packet_hints import PacketHinter, PacketHints
 from streamfix.media.planes import bit_depth
 from streamfix.media.qp import EXPORT_QP_OPTIONS, frame_qp_map
 from streamfix.media.timestamps import Timestamps
@@ -147,8 +145,8 @@ class VideoReader:
         # differently from run to run, and a piece differently from the whole.
         ctx.thread_type = "SLICE" if ctx.name == "h264" else "AUTO"
         ctx.options = {**ctx.options, **EXPORT_QP_OPTIONS}
-        ctx.copy_opaque = True  # each packet's size/quality rides along to the frame it becomes
-        self._is_mjpeg = ctx.name == "mjpeg"
+        ctx.copy_opaque = True  # each packet's hints ride along to the frame it becomes
+        self._hinter = PacketHinter(stream)
         self.copy_streams, notes = copied_streams(container, stream, self.source)
         if self._timing is None:  # the first connection; a reconnect says nothing new
             self._report.notes.extend(notes)
@@ -292,7 +290,7 @@ class VideoReader:
         if packet.size:
             report.video_packets += not packet.is_discard
             report.concealed += packet.is_corrupt
-            packet.opaque = (packet.size, self._mjpeg_quality(packet))
+            packet.opaque = self._hinter.of(packet)
         try:
             frames = self._stream.decode(packet)
         except av.error.DecoderNotFoundError:
@@ -312,20 +310,11 @@ class VideoReader:
             self._last_timing = (frame.pts, frame.duration, frame.time_base)
             self._check_same_shape(frame, self._index)
             self._report.concealed += frame.is_corrupt
-            size, quality = frame.opaque if frame.opaque is not None else (None, None)
+            hints = frame.opaque if isinstance(frame.opaque, PacketHints) else PacketHints(None)
             yield DecodedFrame(index=self._index, frame=frame, qp_map=frame_qp_map(frame),
-                               packet_bytes=size, jpeg_quality=quality, arrival=time.monotonic(),
-                               input_idle=self._input_idle)
+                               packet_bytes=hints.size, jpeg_quality=hints.jpeg_quality,
+                               quantizer=hints.quantizer, arrival=time.monotonic(), input_idle=self._input_idle)
             self._index += 1
-
-    def _mjpeg_quality(self, packet: av.Packet) -> int | None:
-        if not self._is_mjpeg:
-            return None
-        try:
-            with Image.open(io.BytesIO(bytes(packet))) as image:
-                return quality_from_tables(getattr(image, "quantization", None))
-        except OSError:  # a damaged JPEG: the strength is then unknown, not fatal
-            return None
 
     def _check_same_shape(self, frame: av.VideoFrame, index: int) -> None:
         """One size and pixel format per file: the writer's encoder is opened once."""

@@ -90,11 +90,13 @@ def model_input(info: ModelInfo, plane: np.ndarray, bits: int = 8, **strength) -
 
 
 def needs_restoring(info: ModelInfo, *, qp_map: np.ndarray | None = None, frame_qp: float | None = None,
-                    clean_qp: float | None = CLEAN_QP, reference_qp: float | None = None) -> bool:
+                    clean_qp: float | None = CLEAN_QP, reference_qp: float | None = None,
+                    gate_margin: float = 0.0) -> bool:
     """False for frames a QP-conditioned model should leave alone: near-lossless ones
     (mean QP under `clean_qp`; None: no such gate, the user's `--gate off`), and ones
     whose strength is unknown (restoring blind could destroy clean video). A B-frame's
-    `reference_qp` (restore/strength.py) counts as its level when it is higher."""
+    `reference_qp` (restore/strength.py) counts as its level when it is higher; the
+    level must clear the gate by `gate_margin` (codecs whose QP is a fit)."""
     if info.conditioning != "qp":
         return True
     if qp_map is not None:
@@ -105,4 +107,4 @@ def needs_restoring(info: ModelInfo, *, qp_map: np.ndarray | None = None, frame_
         return False
     if reference_qp is not None:
         level = max(level, reference_qp)
-    return clean_qp is None or level >= clean_qp
+    return clean_qp is None or level >= clean_qp + gate_margin

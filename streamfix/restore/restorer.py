@@ -292,7 +292,7 @@ class Restorer:
             self._log(f"streamfix: {self._codec or 'this'} video carries no quantizer map that model {info.name} "
                       "can read and none can be estimated, so such frames pass through unrestored")
         if not needs_restoring(info, qp_map=s.qp_map, frame_qp=s.frame_qp, clean_qp=self._clean_qp,
-                               reference_qp=s.reference_qp):
+                               reference_qp=s.reference_qp, gate_margin=s.gate_margin):
             return None
         return s
 

@@ -5,8 +5,9 @@ A frame's strength is what the model is conditioned on (restore/conditioning.py)
   (media/qp.py; the reader exports it for every frame it decodes);
 - HEVC: no QP map in FFmpeg's decoder, so a frame QP is estimated from the coded
   frame size (FrameQpEstimator below, one per stream: it remembers the last I-frame);
-- VP9: the codec's own frame quantizer (base_q_idx), turned into the QP under which
-  the model restores best by a measured fit (quantizer_qp below);
+- VP9 and AV1: the codec's own frame quantizer (base_q_idx; VP9's decoder exports
+  it, AV1's is read from the frame headers, media/av1_quantizer.py), turned into the
+  QP under which the model restores best by a measured fit (quantizer_strength below);
 - JPEG / MJPEG / stills: the quality read from the file's quantization tables
   (media/ reads it; core/jpeg.py knows the tables);
 - anything else: unknown, and a QP-conditioned model leaves such frames alone.
@@ -35,6 +36,9 @@ class Strength:
     # B-frames: the mean QP of the reference (I/P) frame shown last before it. The
     # clean-frame gate reads a B-frame as no cleaner than that (see StreamStrength).
     reference_qp: float | None = None
+    # How far over the clean-frame gate this frame's level must be: codecs whose QP
+    # is a fit rather than a reading may need more (QUANTIZER_FITS below).
+    gate_margin: float = 0.0
 
     @property
     def mean_qp(self) -> float | None:
@@ -51,11 +55,12 @@ def strength_of_frame(frame: Any, *, qp_map: np.ndarray | None = None, frame_qp:
     the frame QP (for sources that export nothing, e.g. WebRTC decoders)."""
     if qp_map is None:
         qp_map = frame_qp_map(frame)
+    gate_margin = 0.0
     if qp_map is None and frame_qp is None:
-        frame_qp = quantizer_qp(frame)
+        frame_qp, gate_margin = quantizer_strength(frame) or (None, 0.0)
     if qp_map is None and frame_qp is None:
         frame_qp = assume_qp
-    return Strength(qp_map, frame_qp, jpeg_quality)
+    return Strength(qp_map, frame_qp, jpeg_quality, gate_margin=gate_margin)
 
 
 class StreamStrength:
@@ -77,14 +82,15 @@ class StreamStrength:
 
     def of(self, decoded: Any) -> Strength:
         frame = decoded.frame
-        frame_qp = None
+        frame_qp, gate_margin = None, 0.0
         if decoded.qp_map is None and self._estimator is not None:
             frame_qp = self._estimator.estimate(decoded.packet_bytes, frame.width, frame.height, frame.pict_type)
         elif decoded.qp_map is None:
-            frame_qp = quantizer_qp(frame)
+            frame_qp, gate_margin = quantizer_strength(frame, getattr(decoded, "quantizer", None)) or (None, 0.0)
         kind = picture_kind(frame.pict_type)
         reference = self._last_reference if kind == "B" else None
-        strength = Strength(decoded.qp_map, frame_qp, decoded.jpeg_quality, reference_qp=reference)
+        strength = Strength(decoded.qp_map, frame_qp, decoded.jpeg_quality, reference_qp=reference,
+                            gate_margin=gate_margin)
         if kind in ("I", "P") and strength.mean_qp is not None:
             self._last_reference = strength.mean_qp
         return strength
@@ -138,30 +144,53 @@ class FrameQpEstimator:
         return a + b * float(np.log2(bpp))
 
 
-# VP9: its decoder exports the frame's quantizer on its own scale (media/qp.py
-# frame_quantizer: base_q_idx, 0-255), not an H.264 QP, so the QP given to the model
-# is the conditioning that restores best, read off a fit: best QP = a + b * base_q_idx.
-# Fitted by `python -m streamfix.train.calibrate_blind_qp ../shared/data/train
-# --clips 24` on clips made from the training pictures (rms error 2.6 QP), checked on
-# held-out clips (benchmarks/blind_qp.md): it keeps 57-84% of the best fixed QP's gain
-# and never loses. Too high a QP costs far more than too low (VP9 CRF 40 on
-# BasketballPass: +0.15 dB at the best QP, -0.55 dB 12 QP above it), which is why a
-# margin below the fit was tried: 2 QP kept less everywhere on the held-out clips
-# (the fit already sits under the best QP there), so there is none. Not here: AV1
-# (libdav1d exports no quantizer; a fit on the bitrate lost 0.03 dB) and MPEG-2 (the
-# model's best gain was +0.08 dB and no fit kept any of it): they pass through.
-QUANTIZER_FITS: dict[str, tuple[float, float]] = {"vp9": (5.95, 0.1325)}
-QUANTIZER_MARGIN_QP = 0.0
+# VP9 and AV1: the frame's quantizer on the codec's own scale (base_q_idx, 0-255: VP9's
+# decoder exports it, media/qp.py frame_quantizer; AV1's is read from the frame
+# headers, media/av1_quantizer.py), not an H.264 QP. So the QP given to the model is
+# the conditioning that restores best, read off a fit: best QP = a + b * base_q_idx,
+# less `margin`. Fitted by `python -m streamfix.train.calibrate_blind_qp
+# ../shared/data/train` on clips made from the training pictures and checked on
+# held-out clips (benchmarks/blind_qp.md). Too high a QP costs far more than too low
+# (VP9 CRF 40 on BasketballPass: +0.15 dB at the best QP, -0.55 dB 12 QP above it).
+# - VP9 (24 clips, rms error 2.6 QP): keeps 57-84% of the best fixed QP's gain on the
+#   held-out clips and never loses; a 2 QP margin kept less everywhere, so none.
+# - AV1 (SVT-AV1, 72 clips, rms error 3.4 QP): the model, trained on x264's artifacts,
+#   helps AV1 less and less reliably: the best fixed QP gains +0.085 dB on average and
+#   some clips lose at every QP. With the QP 2 under the fit and frames restored only
+#   from a fitted QP of 28 (the gate of 24 plus `margin` and `gate_margin`), it keeps
+#   +0.037 dB and no clip loses more than 0.01 dB; restoring from 24 would have kept
+#   +0.028 with 5 of 72 clips losing up to 1.3 dB (blind_qp.md compares the policies).
+# Not here: MPEG-2 (the model's best gain was +0.08 dB and no fit kept any of it): it
+# passes through.
 
 
-def quantizer_qp(frame: Any) -> float | None:
-    """The model's QP for a frame of a codec in QUANTIZER_FITS (VP9), else None."""
-    found = frame_quantizer(frame)
+@dataclass(frozen=True, slots=True)
+class QuantizerFit:
+    a: float
+    b: float
+    margin: float = 0.0       # QP taken off the fit
+    gate_margin: float = 0.0  # how far over the clean-frame gate the fitted QP must be
+
+    def qp(self, value: float) -> float:
+        return self.a + self.b * value - self.margin
+
+
+QUANTIZER_FITS: dict[str, QuantizerFit] = {
+    "vp9": QuantizerFit(5.95, 0.1325),
+    "av1": QuantizerFit(12.21, 0.0873, margin=2.0, gate_margin=2.0),
+}
+
+
+def quantizer_strength(frame: Any, found: tuple[str, float] | None = None) -> tuple[float, float] | None:
+    """(the model's QP, the gate margin) for a frame of a codec in QUANTIZER_FITS, else
+    None. `found`: the quantizer the reader read from the bitstream (AV1), else the
+    frame's side data is asked (VP9)."""
+    if found is None:
+        found = frame_quantizer(frame)
     if found is None or found[0] not in QUANTIZER_FITS:
         return None
-    codec, value = found
-    a, b = QUANTIZER_FITS[codec]
-    return a + b * value - QUANTIZER_MARGIN_QP
+    fit = QUANTIZER_FITS[found[0]]
+    return fit.qp(found[1]), fit.gate_margin
 
 
 def qp_estimator_for(codec_name: str | None) -> FrameQpEstimator | None:

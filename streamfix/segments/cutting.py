@@ -20,6 +20,7 @@ from pathlib import Path
 
 import av
 
+from streamfix.media.copied_streams import stream_from_template
 from streamfix.segments.plan import Piece
 
 # Demuxer names (as FFmpeg lists them) -> the muxer that writes the same container.
@@ -54,7 +55,7 @@ def cut_piece(source: str | Path, piece: Piece, wanted: Sequence[int], format_na
         stream = container.streams.video[0]
         packets = _packets_from(container, stream, first_pts, piece.start_pts)
         with av.open(str(target), "w", format=muxer_for(format_name)) as out:
-            copy = out.add_stream_from_template(stream)
+            copy = stream_from_template(out, stream)
             copy.time_base = stream.time_base
             # Containers that store a frame rate (Matroska) would otherwise guess one,
             # and the piece's encoder would get another rate than a single pass's.

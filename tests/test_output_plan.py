@@ -15,7 +15,7 @@ import pytest
 
 import mediagen as mg
 from streamfix.cli.main import main
-from streamfix.pipeline.output_plan import COPY_BELOW_QP, CRF_BELOW_QP, MAX_CRF, plan_output
+from streamfix.pipeline.output_plan import COPY_BELOW_QP, CRF_BELOW_QP, MAX_CRF, MIN_CRF, plan_output
 
 CPU = ["--engine", "torch", "--device", "cpu", "--quiet"]
 
@@ -56,7 +56,27 @@ def test_a_low_bitrate_clip_is_restored_and_encoded_at_a_crf_from_its_quantizer(
     report = _run(clip.path, tmp_path / "out.mp4", tmp_path / "s.json")
     plan = report["output_video"]
     assert plan["mode"] == "encode" and report["restored"] > 0
-    assert plan["crf"] == min(MAX_CRF, max(0, round(plan["mean_qp"]) - CRF_BELOW_QP))
+    assert plan["crf"] == min(MAX_CRF, max(MIN_CRF, round(plan["mean_qp"]) - CRF_BELOW_QP))
+
+
+@pytest.mark.parametrize("mean_qp", [26.0, 30.0, 32.4])
+def test_inputs_just_over_the_copy_line_are_never_encoded_losslessly(monkeypatch, mean_qp):
+    """CRF = mean QP - 32 was 0 (lossless: High 4:4:4 Predictive, which browsers and
+    hardware decoders do not play) for every input under mean QP 33."""
+    import streamfix.pipeline.output_plan as output_plan
+
+    monkeypatch.setattr(output_plan, "probe_mean_qp", lambda source: (mean_qp, "h264", False))
+    plan = plan_output("in.mp4")
+    assert plan.mode == "encode" and plan.crf == MIN_CRF >= 1
+
+
+def test_the_default_output_plays_in_ordinary_players(tmp_path):
+    """CRF 20 on this pattern: mean QP 29, just over the copy line, where CRF 0 was planned."""
+    clip = mg.write_clip(tmp_path / "in.mp4", width=64, height=48, frames=8, encoder_options={"crf": "20"})
+    report = _run(clip.path, tmp_path / "out.mp4", tmp_path / "s.json")
+    assert report["output_video"]["mode"] == "encode" and report["output_video"]["crf"] == MIN_CRF
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        assert c.streams.video[0].codec_context.profile == "High"
 
 
 def test_an_explicit_crf_is_the_users_choice(tmp_path):

@@ -16,7 +16,15 @@ So, for a file input whose quantizer can be read (H.264 QP maps, the HEVC and VP
 from its first `PROBE_FRAMES` frames:
 - mean QP under COPY_BELOW_QP, or no strength the model could use (AV1, VP8,
   MPEG-2: their frames pass through unrestored): copy the video (media/remux.py);
-- otherwise: encode at CRF = clamp(round(mean QP) - CRF_BELOW_QP, 0, MAX_CRF).
+- otherwise: encode at CRF = clamp(round(mean QP) - CRF_BELOW_QP, MIN_CRF, MAX_CRF).
+
+Why never CRF 0: x264 at CRF 0 is lossless, which H.264 allows only in the High 4:4:4
+Predictive profile, and browsers, phones and hardware decoders do not play that. It
+was the plan for every input under mean QP 33 and for most restored VP9 and AV1, at
+1.4-3.9 bits per pixel. CRF 1 is High profile at about 60% of that size and costs
+0.010-0.042 dB at mean QP 29-36 and on AV1 CRF 50-60 (BasketballPass, 30 frames),
+against gains of +0.06 to +0.31 dB there; at mean QP 27 it took BasketballPass's
++0.040 dB to +0.003 (foreman +0.48 to +0.35). benchmarks/output.md has the table.
 Pipes, network streams, custom stages or an explicit codec/bitrate/pixel format keep
 the encoder the config names (crf "auto" then means FALLBACK_CRF).
 """
@@ -43,6 +51,7 @@ PROBE_FRAMES = 48  # about two seconds: a few GOPs of I, P and B frames
 COPY_BELOW_QP = 26.0
 CRF_BELOW_QP = 32
 MAX_CRF = 18
+MIN_CRF = 1  # the lowest CRF whose output ordinary players decode (see above)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +146,7 @@ def plan_output(source: str | Path, gate: str | float = "auto") -> OutputPlan | 
         return OutputPlan("copy", None, round(mean_qp, 2),
                           f"mean QP {mean_qp:.1f} is under {threshold:g}: the input is clean enough that "
                           "restoring would gain less than re-encoding costs; its video is copied unchanged")
-    crf = int(min(MAX_CRF, max(0, round(mean_qp) - CRF_BELOW_QP)))
+    crf = int(min(MAX_CRF, max(MIN_CRF, round(mean_qp) - CRF_BELOW_QP)))
     return OutputPlan("encode", crf, round(mean_qp, 2),
                       f"mean QP {mean_qp:.1f}: CRF {crf} keeps the re-encoding cost to a few hundredths of a dB")
 

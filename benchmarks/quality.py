@@ -174,6 +174,14 @@ def main() -> None:
     write_report(args.out, raw, args.data, args.engine)
 
 
+def _training(model) -> str:
+    """'27000 steps, 205 min', or for a fine-tuning stage also where it started."""
+    done = model.trained_on
+    text = f"{done.get('steps', '?')} steps, {done.get('train_seconds', 0) / 60:.0f} min"
+    start = done.get("config", {}).get("init_from")
+    return f"{text}, fine-tuning {start}" if start else text
+
+
 def write_report(out: Path, raw: Path, data: Path, engine: str) -> None:
     from streamfix.quality.evaluate import markdown_table
 
@@ -187,8 +195,7 @@ def write_report(out: Path, raw: Path, data: Path, engine: str) -> None:
         "self-ensemble used for still pictures), video -> `video-x264-qp`. All numbers on the luma plane: "
         "PSNR (dB) / SSIM / PSNR-B (dB).",
         "",
-        "Models: " + "; ".join(f"`{m.name}` ({m.trained_on.get('steps', '?')} steps, "
-                               f"{m.trained_on.get('train_seconds', 0) / 60:.0f} min)" for m in list_models()),
+        "Models: " + "; ".join(f"`{m.name}` ({_training(m)})" for m in list_models()),
         "",
         *bars_section(raw),
     ]

@@ -232,7 +232,7 @@ def _describe(cfg: TrainConfig) -> str:
         lo, hi = cfg.jpeg.quality_range
         q = f"quality {lo}" if lo == hi else f"qualities {lo}-{hi}"
         return f"JPEG luma model, {q}, conditioning: {cfg.conditioning}"
-    codecs = "/".join(c.removeprefix("lib") for c in cfg.video.codecs)
+    codecs = "/".join(dict.fromkeys(c.removeprefix("lib") for c in cfg.video.codecs))  # a repeat only weights the mix
     lo, hi = cfg.video.crf_range
     return f"video luma model, {codecs} CRF {lo}-{hi}, conditioning: {cfg.conditioning}"
 

@@ -101,3 +101,16 @@ def test_the_gate_margin_raises_the_bar_only_for_gated_runs():
     assert not needs_restoring(info, frame_qp=CLEAN_QP + 1, gate_margin=2.0)
     assert needs_restoring(info, frame_qp=CLEAN_QP + 2, gate_margin=2.0)
     assert needs_restoring(info, frame_qp=CLEAN_QP + 1, gate_margin=2.0, clean_qp=None)  # --gate off
+
+
+def test_a_header_parser_that_refuses_the_stream_leaves_it_decodable(tmp_path, monkeypatch):
+    """Damaged extradata can make the header filter refuse to start; the video must
+    still decode (its frames then have no quantizer), not fail to open."""
+    import av.bitstream
+
+    def refuse(*args, **kwargs):
+        raise av.error.InvalidDataError(-1094995529, "refused")
+
+    monkeypatch.setattr(av.bitstream, "BitStreamFilterContext", refuse)
+    frames = _decoded(_av1_clip(tmp_path, "in.mkv", 40).path)
+    assert len(frames) == 12 and all(d.quantizer is None for d in frames)

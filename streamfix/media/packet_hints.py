@@ -33,7 +33,14 @@ class PacketHinter:
 
     def __init__(self, stream: av.stream.Stream) -> None:
         self._is_mjpeg = stream.codec_context.name == "mjpeg"
-        self._av1 = Av1Quantizer(stream) if is_av1(stream) else None
+        self._av1 = None
+        if is_av1(stream):
+            try:
+                self._av1 = Av1Quantizer(stream)
+            except (av.error.FFmpegError, ValueError):
+                # Headers FFmpeg's parser refuses up front (damaged extradata): the
+                # frames still decode, their quantizer is just unknown.
+                pass
 
     def of(self, packet: av.Packet) -> PacketHints:
         quantizer = None

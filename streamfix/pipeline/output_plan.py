@@ -12,10 +12,10 @@ dB (2-8% of the gain) from QP 35 to 50. Below QP 26 the model leaves almost ever
 frame alone (the clean-frame gate is 24), so the input's own video is copied
 unchanged: no loss at all, and no bigger file.
 
-So, for a file input whose quantizer can be read (H.264 QP maps, the HEVC and VP9 estimates)
-from its first `PROBE_FRAMES` frames:
-- mean QP under COPY_BELOW_QP, or no strength the model could use (AV1, VP8,
-  MPEG-2: their frames pass through unrestored): copy the video (media/remux.py);
+So, for a file input whose quantizer can be read (H.264 QP maps, the HEVC estimate, the
+VP9 and AV1 fits) from its first `PROBE_FRAMES` frames:
+- mean QP under COPY_BELOW_QP, or no strength the model could use (VP8, MPEG-2:
+  their frames pass through unrestored): copy the video (media/remux.py);
 - otherwise: encode at CRF = clamp(round(mean QP) - CRF_BELOW_QP, MIN_CRF, MAX_CRF).
 
 Why never CRF 0: x264 at CRF 0 is lossless, which H.264 allows only in the High 4:4:4

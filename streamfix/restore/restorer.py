@@ -120,8 +120,9 @@ class Restorer:
         self._log = log
         self._loaded: dict[str, tuple[ModelInfo, Any, list]] = {}
         self._current: str | None = None
-        # Decoders without a QP map get a frame QP estimated (HEVC: frame sizes, VP9:
-        # its frame quantizer); others (AV1, MPEG-2, ...) carry no strength and pass through.
+        # Decoders without a QP map get a frame QP estimated (HEVC: frame sizes, VP9 and
+        # AV1: their frame quantizers); others (MPEG-2, VP8, ...) carry no strength and
+        # pass through.
         self._strengths = StreamStrength()
         self._codec: str | None = None
         self._warned_unknown = False

@@ -9,13 +9,15 @@ held only with a lossless output codec.
 from __future__ import annotations
 
 import json
+import re
 
 import av
 import pytest
 
 import mediagen as mg
 from streamfix.cli.main import main
-from streamfix.pipeline.output_plan import COPY_BELOW_QP, CRF_BELOW_QP, MAX_CRF, MIN_CRF, plan_output
+from streamfix.pipeline.output_plan import (COPY_BELOW_QP, CRF_BELOW_QP, FIDELITY_OPTIONS, MAX_CRF, MIN_CRF,
+                                            fidelity_options, plan_output, settle_for_pieces)
 
 CPU = ["--engine", "torch", "--device", "cpu", "--quiet"]
 
@@ -57,6 +59,28 @@ def test_a_low_bitrate_clip_is_restored_and_encoded_at_a_crf_from_its_quantizer(
     plan = report["output_video"]
     assert plan["mode"] == "encode" and report["restored"] > 0
     assert plan["crf"] == min(MAX_CRF, max(MIN_CRF, round(plan["mean_qp"]) - CRF_BELOW_QP))
+    # Tuned for fidelity, and said so in --stats; x264 writes the settings it really
+    # used into the stream, so the encode itself is checked, not only the plan.
+    assert plan["options"] == FIDELITY_OPTIONS == {"tune": "psnr"}
+    data = (tmp_path / "out.mp4").read_bytes()
+    assert b" psy=0 " in data and re.search(rb" aq=(0|\d:0\.00)\b", data)  # no psy-rd, no AQ
+
+
+def test_the_fidelity_tuning_goes_only_to_encoders_that_take_it():
+    assert fidelity_options("libx264") == {"tune": "psnr"}
+    assert fidelity_options("libsvtav1") == {} and fidelity_options("mpeg4") == {}
+    assert fidelity_options("no-such-encoder") == {}
+
+
+def test_a_run_in_pieces_gets_the_same_crf_and_tuning(monkeypatch, tmp_path):
+    """Every piece must be encoded alike for the join, so the plan is made once."""
+    import streamfix.pipeline.output_plan as output_plan
+    from streamfix.pipeline.run_config import RunConfig
+
+    monkeypatch.setattr(output_plan, "probe_mean_qp", lambda source, frames=0: (45.4, "h264", False))
+    config, plan = settle_for_pieces(tmp_path / "in.mp4", tmp_path / "out.mp4", RunConfig())
+    assert plan.mode == "encode" and config.encode.crf == plan.crf == 45 - CRF_BELOW_QP
+    assert config.encode.options == {"tune": "psnr"}
 
 
 @pytest.mark.parametrize("mean_qp", [26.0, 30.0, 32.4])

@@ -271,7 +271,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _write_stats(args.stats, result)
     if not args.quiet:
         plan = result.output_video or {}
-        video = {"copy": ", video copied", "encode": f", CRF {plan.get('crf')} from mean QP {plan.get('mean_qp')}"}
+        tuned = "".join(f" {k} {v}" for k, v in (plan.get("options") or {}).items())
+        video = {"copy": ", video copied",
+                 "encode": f", CRF {plan.get('crf')}{tuned} from mean QP {plan.get('mean_qp')}"}
         print(f"streamfix: wrote {args.output}: {result.frames_out} frames ({result.restored} restored, "
               f"{result.passed_through} passed through) in {result.seconds:.1f} s, {result.fps:.1f} fps, "
               f"engine {result.engine}{video.get(plan.get('mode'), '')}", file=sys.stderr)

@@ -27,6 +27,16 @@ against gains of +0.06 to +0.31 dB there; at mean QP 27 it took BasketballPass's
 +0.040 dB to +0.003 (foreman +0.48 to +0.35). benchmarks/output.md has the table.
 Pipes, network streams, custom stages or an explicit codec/bitrate/pixel format keep
 the encoder the config names (crf "auto" then means FALLBACK_CRF).
+
+Why the planned encode is tuned for fidelity (x264 `tune psnr`: no adaptive
+quantization, no psychovisual rate-distortion): at a CRF this far under the input's
+quantizer the output is meant to be a faithful copy of the restored frames, and
+x264's perceptual tools spend bits on texture the picture does not have (psy-rd
+adds it). Measured over restored frames (ONNX Runtime int8, x264 CRF 35 and 40
+input, three clips; benchmarks/output.md): the re-encoding cost halves in PSNR
+(BasketballPass CRF 40 input at CRF 13: 0.016 -> 0.008 dB) and in SSIM, for 3-29%
+more bits at the same CRF; at equal bits (tune psnr one CRF step or more higher) it
+still costs less.
 """
 
 from __future__ import annotations
@@ -42,7 +52,9 @@ import numpy as np
 
 from streamfix.core.options import gate_qp
 from streamfix.media import endpoints
-from streamfix.media.encoding import FALLBACK_CRF, EncodeConfig
+from streamfix.media.containers import container_format_for
+from streamfix.media.encoder_check import valid_values
+from streamfix.media.encoding import FALLBACK_CRF, EncodeConfig, codec_for
 from streamfix.media.reader import open_input
 from streamfix.restore.restorer import JPEG_CODECS
 from streamfix.restore.strength import StreamStrength
@@ -52,6 +64,7 @@ COPY_BELOW_QP = 26.0
 CRF_BELOW_QP = 32
 MAX_CRF = 18
 MIN_CRF = 1  # the lowest CRF whose output ordinary players decode (see above)
+FIDELITY_OPTIONS = {"tune": "psnr"}  # the planned encode's options (see above), where the encoder has them
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +73,7 @@ class OutputPlan:
     crf: int | None
     mean_qp: float | None
     reason: str
+    options: dict[str, str] = dataclasses.field(default_factory=dict)  # encoder options of an "encode" plan
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -89,9 +103,25 @@ def planned(source: Any, target: Any, config: Any, *, custom_stages: bool = Fals
                    custom_stages=custom_stages or not only_restores(config)):
         return None
     try:
-        return plan_output(source, config.gate)
+        plan = plan_output(source, config.gate)
+        if plan is not None and plan.mode == "encode":
+            codec = codec_for(config.encode, container_format_for(target, config.output.format))
+            plan = dataclasses.replace(plan, options=fidelity_options(codec))
+        return plan
     except Exception:  # noqa: BLE001 - see above
         return None
+
+
+def fidelity_options(codec: str) -> dict[str, str]:
+    """The FIDELITY_OPTIONS `codec` is known to take (x264's; an encoder whose values
+    for them cannot be listed keeps its own defaults)."""
+    return {key: value for key, value in FIDELITY_OPTIONS.items() if value in (valid_values(codec, key) or ())}
+
+
+def with_plan(encode: EncodeConfig, plan: OutputPlan) -> EncodeConfig:
+    """`encode` set as an "encode" plan says (the plan applies only where the user
+    left the options empty, so nothing of theirs is replaced)."""
+    return dataclasses.replace(encode, crf=plan.crf, options=dict(plan.options))
 
 
 def settle_for_pieces(source: str | Path, target: str | Path, config: Any) -> tuple[Any, OutputPlan | None]:
@@ -105,8 +135,9 @@ def settle_for_pieces(source: str | Path, target: str | Path, config: Any) -> tu
     plan = planned(source, target, config)
     if plan is not None and plan.mode == "copy":
         return config, plan
-    crf = plan.crf if plan is not None else FALLBACK_CRF
-    return dataclasses.replace(config, encode=dataclasses.replace(config.encode, crf=crf)), plan
+    if plan is None:
+        return dataclasses.replace(config, encode=dataclasses.replace(config.encode, crf=FALLBACK_CRF)), None
+    return dataclasses.replace(config, encode=with_plan(config.encode, plan)), plan
 
 
 def probe_mean_qp(source: str | Path, frames: int = PROBE_FRAMES) -> tuple[float | None, str, bool]:
@@ -148,7 +179,8 @@ def plan_output(source: str | Path, gate: str | float = "auto") -> OutputPlan | 
                           "restoring would gain less than re-encoding costs; its video is copied unchanged")
     crf = int(min(MAX_CRF, max(MIN_CRF, round(mean_qp) - CRF_BELOW_QP)))
     return OutputPlan("encode", crf, round(mean_qp, 2),
-                      f"mean QP {mean_qp:.1f}: CRF {crf} keeps the re-encoding cost to a few hundredths of a dB")
+                      f"mean QP {mean_qp:.1f}: CRF {crf}, tuned for fidelity where the encoder can be, keeps "
+                      "the re-encoding cost to about a hundredth of a dB")
 
 
 def settle_output(pipeline: Any, *, custom_stages: bool, log: Callable[[str], None]) -> Any:
@@ -182,6 +214,6 @@ def settle_output(pipeline: Any, *, custom_stages: bool, log: Callable[[str], No
             result.stage_stats = {"restore": {"restored": 0, "passed_through": frames}}
             result.output_video = plan.to_dict()
             return result
-    pipeline.config = dataclasses.replace(config, encode=dataclasses.replace(config.encode, crf=plan.crf))
+    pipeline.config = dataclasses.replace(config, encode=with_plan(config.encode, plan))
     pipeline.output_plan = plan
     return None

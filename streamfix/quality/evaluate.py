@@ -228,7 +228,9 @@ def side_by_side_png(crops: list, path: Path, size: int = 96, zoom: int = 3) -> 
 def _output_video(plan: dict | None) -> str:
     if not plan:
         return "-"
-    return "copied" if plan.get("mode") == "copy" else f"CRF {plan.get('crf')}"
+    if plan.get("mode") == "copy":
+        return "copied"
+    return " ".join([f"CRF {plan.get('crf')}", *(f"{k} {v}" for k, v in (plan.get("options") or {}).items())])
 
 
 def markdown_table(results: dict) -> str:

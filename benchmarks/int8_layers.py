@@ -42,6 +42,8 @@ VARIANTS: dict[str, Int8Settings | None] = {
     "extract+tail+local_skip": Int8Settings(keep_float=("extract", "enhance", "map2", "reconstruct", "global_skip",
                                                         "local_skip")),
     "extract/percentile": Int8Settings(keep_float=("extract",), calibration="percentile"),
+    "global_skip/percentile": Int8Settings(keep_float=("global_skip",), calibration="percentile"),
+    "global_skip/entropy": Int8Settings(keep_float=("global_skip",), calibration="entropy"),
     "extract/reduce_range": Int8Settings(keep_float=("extract",), reduce_range=True),
 }
 

@@ -64,13 +64,26 @@ def measure(name: str, source: list[av.VideoFrame], restorer: Restorer, tmp: Pat
     return rows
 
 
-def report(rows: list[dict]) -> str:
-    lines = ["| clip | input CRF | mean QP | gain (lossless out) | output CRF | cost of re-encoding | bpp in | bpp out |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['clip']} | {r['crf_in']} | {r['mean_qp']:.1f} | {r['gain']:+.3f} | {r['crf_out']} | "
-                     f"{r['cost']:.3f} | {r['bpp_in']:.3f} | {r['bpp_out']:.3f} |")
+COLUMNS = (("clip", "clip", "{}"), ("input CRF", "crf_in", "{}"), ("mean QP", "mean_qp", "{:.1f}"),
+           ("gain (lossless out)", "gain", "{:+.3f}"), ("output CRF", "crf_out", "{}"),
+           ("cost of re-encoding", "cost", "{:.3f}"), ("bpp in", "bpp_in", "{:.3f}"), ("bpp out", "bpp_out", "{:.3f}"))
+
+
+def markdown_table(rows: list[dict], columns: tuple[tuple[str, str, str], ...]) -> str:
+    """`rows` as a markdown table; `columns` are (heading, key, format)."""
+    lines = ["| " + " | ".join(c[0] for c in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt.format(r[key]) for _, key, fmt in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def over_clips(clips: dict[str, tuple[str, int]], data: Path, restorer: Restorer, measure) -> list[dict]:
+    """The rows of `measure(name, source frames, restorer, scratch folder)` over `clips`
+    (name -> (path under `data`, frames))."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (relative, count) in clips.items():
+            rows += measure(name, source_frames(data / relative)[:count], restorer, Path(tmp))
+    return rows
 
 
 def main() -> None:
@@ -79,11 +92,9 @@ def main() -> None:
     parser.add_argument("--engine", default="onnxruntime")
     parser.add_argument("--out", type=Path, help="write the table here (markdown)")
     args = parser.parse_args()
-    rows = []
-    with Restorer(engine=args.engine, log=lambda *_: None) as restorer, tempfile.TemporaryDirectory() as tmp:
-        for name, (relative, count) in CLIPS.items():
-            rows += measure(name, source_frames(args.data / relative)[:count], restorer, Path(tmp))
-    table = report(rows)
+    with Restorer(engine=args.engine, log=lambda *_: None) as restorer:
+        rows = over_clips(CLIPS, args.data, restorer, measure)
+    table = markdown_table(rows, COLUMNS)
     print(table)
     if args.out:
         heading = (f"# {__doc__.splitlines()[0]}\n\n    python benchmarks/output_cost.py --data DATA --engine {args.engine}\n\n"

@@ -14,7 +14,6 @@ time per frame. The planned encode's `tune psnr` comes from this table.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,16 +21,19 @@ import av
 import numpy as np
 
 from streamfix.benchmarks.bench import machine_line
+from streamfix.benchmarks.output_cost import markdown_table, over_clips
 from streamfix.media.crf_encode import encode_at_crf
 from streamfix.media.planes import plane_to_array
 from streamfix.media.reader import DecodedFrame, open_input
-from streamfix.quality.evaluate import source_frames
 from streamfix.quality.measures import psnr, ssim
 from streamfix.restore.restorer import Restorer
 
 CLIPS = {"BasketballPass": ("video/BasketballPass_416x240_png", 100), "foreman": ("video/foreman_qcif_10f.y4m", 10),
          "desk": ("video/desk_320x240.mp4", 36)}
 INPUT_CRFS = {22: (1, 2), 35: (8, 9, 10), 40: (12, 13, 14, 16)}  # input CRF -> output CRFs (mean QP ~27/41/46)
+COLUMNS = (("clip", "clip", "{}"), ("input CRF", "crf_in", "{}"), ("output CRF", "crf_out", "{}"),
+           ("x264", "variant", "{}"), ("cost, PSNR (dB)", "cost", "{:.4f}"), ("cost, SSIM", "ssim_cost", "{:.5f}"),
+           ("bpp out", "bpp", "{:.3f}"), ("encode ms/frame", "ms", "{:.1f}"))
 VARIANTS = {"medium": {}, "medium, tune psnr": {"tune": "psnr"}, "slow": {"preset": "slow"},
             "slow, tune psnr": {"preset": "slow", "tune": "psnr"}}
 
@@ -77,15 +79,6 @@ def measure(name: str, source: list[av.VideoFrame], restorer: Restorer, tmp: Pat
     return rows
 
 
-def report(rows: list[dict]) -> str:
-    lines = ["| clip | input CRF | output CRF | x264 | cost, PSNR (dB) | cost, SSIM | bpp out | encode ms/frame |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['clip']} | {r['crf_in']} | {r['crf_out']} | {r['variant']} | {r['cost']:.4f} | "
-                     f"{r['ssim_cost']:.5f} | {r['bpp']:.3f} | {r['ms']:.1f} |")
-    return "\n".join(lines) + "\n"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="the shared data folder (video/ inside)")
@@ -93,12 +86,9 @@ def main() -> None:
     parser.add_argument("--precision", default="int8")
     parser.add_argument("--out", type=Path, help="write the table here (markdown)")
     args = parser.parse_args()
-    rows = []
-    with Restorer(engine=args.engine, precision=args.precision, log=lambda *_: None) as restorer, \
-            tempfile.TemporaryDirectory() as tmp:
-        for name, (relative, count) in CLIPS.items():
-            rows += measure(name, source_frames(args.data / relative)[:count], restorer, Path(tmp))
-    table = report(rows)
+    with Restorer(engine=args.engine, precision=args.precision, log=lambda *_: None) as restorer:
+        rows = over_clips(CLIPS, args.data, restorer, measure)
+    table = markdown_table(rows, COLUMNS)
     print(table)
     if args.out:
         heading = (f"# {__doc__.splitlines()[0]}\n\n    python benchmarks/output_tuning.py --data DATA --engine "

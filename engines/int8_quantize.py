@@ -3,8 +3,8 @@
 ONNX Runtime's `quantize_static` writes a QDQ graph (QuantizeLinear /
 DequantizeLinear pairs around each quantized operator) with int8 weights, one scale
 per output channel, and uint8 activations whose ranges (99.999th percentiles) come
-from running the float32 graph on the built-in calibration set: real x264 and JPEG crops with their QP or
-quality planes (engines/calibration_set.py), not noise. ONNX Runtime fuses the pairs
+from running the float32 graph on the built-in calibration set: real x264 and JPEG
+crops with their QP or quality planes (engines/calibration_set.py), not noise. ONNX Runtime fuses the pairs
 into integer convolutions; OpenVINO reads the same graph as its own int8 model.
 
 Layers named in `keep_float` stay in float32. They are named as in CAR-DRN

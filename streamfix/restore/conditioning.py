@@ -23,14 +23,14 @@ from streamfix.media.qp import qp_map_to_pixels
 from streamfix.core.weights import JPEG_QUALITY_SCALE, QP_SCALE, ModelInfo
 
 # Below this mean QP a frame passes through untouched (which also saves the compute).
-# Measured for the shipped video-x264-qp (27,500 steps and a 4,000-step fine-tune) on
-# clips made from held-out validation pictures at CRF 14-34, `python -m
+# Measured for the shipped video-x264-qp (27,500 steps and two 4,000-step fine-tuning
+# stages) on clips made from held-out validation pictures at CRF 14-34, `python -m
 # streamfix.train.calibrate_gate RUN_DIR --codecs libx264 libx264-hw`: mean gain per
-# frame by mean QP, x264: 16-17: -0.24 dB, 18-19: -0.17, 20-21: -0.04, 22-23: +0.03
-# (44% of the frames lose), 24-25: +0.07, 26-27: +0.20, 30-31: +0.31, 40-41: +0.40;
-# hardware-like x264 (constant QP): 20-21: -0.25, 22-23: +0.01, 24-25: +0.12. Near-lossless
+# frame by mean QP, x264: 16-17: -0.22 dB, 18-19: -0.15, 20-21: -0.03, 22-23: +0.04
+# (39% of the frames lose), 24-25: +0.07, 26-27: +0.21, 30-31: +0.31, 40-41: +0.40;
+# hardware-like x264 (constant QP): 20-21: -0.20, 22-23: +0.02, 24-25: +0.12. Near-lossless
 # frames can only lose, so the model starts where its gain turns reliably positive
-# for both. (Before the fine-tune: x264 22-23 +0.00, 24-25 +0.05: the same crossing.)
+# for both. Each earlier model crossed at the same place (benchmarks/encoders.md).
 CLEAN_QP = 24.0
 
 
